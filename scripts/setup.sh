@@ -14,6 +14,8 @@ command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v unzip >/dev/null 2>&1 || need_apt+=(unzip)
+command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} (apt)"
     SUDO=""
@@ -35,14 +37,13 @@ if [ ! -x "$TOOLS/bin/helm" ]; then
     rm -rf "$work"
 fi
 
-# Python validators: kubernetes-validate (offline schemas) and docker-compose (config check).
-if [ ! -x "$TOOLS/venv/bin/kubernetes-validate" ] || [ ! -x "$TOOLS/venv/bin/docker-compose" ]; then
-    echo "setup: installing kubernetes-validate and docker-compose (pip, in .tools/venv)"
+# kubernetes-validate ships the Kubernetes schemas and works offline.
+if [ ! -x "$TOOLS/venv/bin/kubernetes-validate" ]; then
+    echo "setup: installing kubernetes-validate (pip, in .tools/venv)"
     python3 -m venv "$TOOLS/venv"
-    "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate docker-compose
+    "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate
 fi
 ln -sf "$TOOLS/venv/bin/kubernetes-validate" "$TOOLS/bin/kubernetes-validate"
-ln -sf "$TOOLS/venv/bin/docker-compose" "$TOOLS/bin/docker-compose"
 
 export PATH="$TOOLS/bin:$PATH"
 if [ "${SDP_SETUP_SKIP_BUILD:-0}" != "1" ]; then

@@ -1,0 +1,135 @@
+//! Leases kept alive in the background, for owner keys and leadership.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::Config;
+use crate::error::{Error, Result};
+
+/// Default TTL of owner claims, as in the Python tools.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+
+/// A granted lease, refreshed every third of its TTL by a background task.
+///
+/// Dropping it stops the refreshes without revoking, exactly as if the holder died:
+/// keys bound to it vanish when the TTL runs out. [`Lease::revoke`] removes them at once.
+pub struct Lease {
+    id: i64,
+    ttl: Duration,
+    lost: watch::Receiver<bool>,
+    stop: CancellationToken,
+    db: Config,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Config {
+    /// Grant a lease of `ttl` (whole seconds, at least 2) and keep it alive.
+    ///
+    /// # Errors
+    /// A request failure.
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<Lease> {
+        let secs = ttl.as_secs().max(2) as i64;
+        let mut client = self.client();
+        let resp = self.request("lease grant", client.lease_grant(secs, None)).await?;
+        let id = resp.id();
+        let ttl = Duration::from_secs(secs as u64);
+        let (tx, lost) = watch::channel(false);
+        let stop = CancellationToken::new();
+        tokio::spawn(keep_alive(self.clone(), id, ttl, tx, stop.clone()));
+        Ok(Lease { id, ttl, lost, stop, db: self.clone() })
+    }
+}
+
+impl Lease {
+    /// The etcd lease ID.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// The TTL.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// True once the lease is known to have expired.
+    pub fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// Resolves when the lease is lost (expired, or not refreshed within its TTL).
+    pub async fn lost(&self) {
+        let mut rx = self.lost.clone();
+        let _ = rx.wait_for(|lost| *lost).await;
+    }
+
+    /// A receiver that turns `true` when the lease is lost.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.lost.clone()
+    }
+
+    /// Revoke now: keys bound to the lease are deleted at once.
+    ///
+    /// # Errors
+    /// A request failure (the keys then vanish at the end of the TTL anyway).
+    pub async fn revoke(self) -> Result<()> {
+        self.stop.cancel();
+        let mut client = self.db.client();
+        self.db.request("lease revoke", client.lease_revoke(self.id)).await.map(|_| ())
+    }
+
+    /// An error describing the loss, for callers that must stop.
+    pub fn lost_error(&self) -> Error {
+        Error::LeaseLost { id: self.id, reason: "not refreshed within its TTL".into() }
+    }
+}
+
+async fn keep_alive(db: Config, id: i64, ttl: Duration, lost: watch::Sender<bool>, stop: CancellationToken) {
+    let period = ttl / 3;
+    let mut last_ok = Instant::now();
+    let mut stream: Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)> = None;
+    loop {
+        if last_ok.elapsed() >= ttl {
+            tracing::warn!(lease = id, "lease expired: not refreshed within its TTL");
+            let _ = lost.send(true);
+            return;
+        }
+        if stream.is_none() {
+            let mut client = db.client();
+            stream = match tokio::time::timeout(period, client.lease_keep_alive(id)).await {
+                Ok(Ok(s)) => Some(s),
+                _ => None,
+            };
+        }
+        let mut refreshed = false;
+        if let Some((keeper, responses)) = stream.as_mut() {
+            let exchange = async {
+                keeper.keep_alive().await?;
+                responses.message().await
+            };
+            match tokio::time::timeout(period, exchange).await {
+                Ok(Ok(Some(resp))) if resp.ttl() > 0 => refreshed = true,
+                Ok(Ok(Some(_))) => {
+                    tracing::warn!(lease = id, "lease expired (etcd reports TTL 0)");
+                    let _ = lost.send(true);
+                    return;
+                }
+                _ => stream = None,
+            }
+        }
+        if refreshed {
+            last_ok = Instant::now();
+        }
+        let wait = if refreshed { period } else { Duration::from_millis(200) };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}

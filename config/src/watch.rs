@@ -1,0 +1,332 @@
+//! Change streams for one level of a path prefix, that never miss a change.
+//!
+//! The watch is a small state machine, as kube-runtime's watcher: list at revision R
+//! (emitting [`WatchEvent::Listed`]), watch from R+1; after a disconnect resume from
+//! the revision after the last one delivered; if etcd has compacted that revision, list
+//! again. Events at or below the last delivered revision are dropped, so each change is
+//! delivered once, in revision order.
+
+use std::time::Duration;
+
+use etcd_client::{EventType, GetOptions, WatchOptions};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::client::Config;
+use crate::error::{Error, Result};
+use crate::path::{self, prefix_end};
+use crate::txn::ReadSet;
+
+/// One key and its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Configuration path.
+    pub path: String,
+    /// Raw stored value.
+    pub value: String,
+    /// Revision of the last change.
+    pub mod_revision: i64,
+    /// Revision the key was created at.
+    pub create_revision: i64,
+}
+
+/// A change delivered by a [`Watch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// The complete current contents at `revision` (at start, and again after a
+    /// compaction made resuming impossible). Replace any view built so far.
+    Listed {
+        /// Revision of the listing.
+        revision: i64,
+        /// Every key in the watched range.
+        entries: Vec<Entry>,
+    },
+    /// A key was created or changed.
+    Put(Entry),
+    /// A key was deleted.
+    Deleted {
+        /// Configuration path.
+        path: String,
+        /// Revision of the deletion.
+        revision: i64,
+    },
+}
+
+impl WatchEvent {
+    /// Revision of the event.
+    pub fn revision(&self) -> i64 {
+        match self {
+            WatchEvent::Listed { revision, .. } | WatchEvent::Deleted { revision, .. } => *revision,
+            WatchEvent::Put(e) => e.mod_revision,
+        }
+    }
+}
+
+/// A running watch. Receive with [`Watch::next`]; dropping it stops the watch.
+pub struct Watch {
+    rx: mpsc::Receiver<WatchEvent>,
+    stop: CancellationToken,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Watch {
+    /// The next event; `None` only after the watch was stopped.
+    pub async fn next(&mut self) -> Option<WatchEvent> {
+        self.rx.recv().await
+    }
+}
+
+impl Config {
+    /// Watch the keys starting with `prefix` at `levels` below the prefix's depth
+    /// (`("/pb/", 0)`: every block; `("/pb/", 1)`: every owner and state).
+    ///
+    /// With `start_revision` `None`, the watch first lists the range; otherwise it
+    /// delivers changes from that revision on (and lists if it was compacted).
+    ///
+    /// # Errors
+    /// An invalid prefix.
+    pub fn watch(&self, prefix: &str, levels: usize, start_revision: Option<i64>) -> Result<Watch> {
+        path::validate_prefix(prefix)?;
+        let start = self.keys().key_prefix(prefix, levels).into_bytes();
+        let (tx, rx) = mpsc::channel(1024);
+        let stop = CancellationToken::new();
+        let task = WatchTask { db: self.clone(), start, tx, stop: stop.clone() };
+        tokio::spawn(task.run(start_revision));
+        Ok(Watch { rx, stop })
+    }
+
+    /// Wait until anything `reads` covers changes after the revision it was read at
+    /// (the Python library's `txn.loop(wait=True)`), or `cancel` fires.
+    ///
+    /// # Errors
+    /// [`Error::Cancelled`], or a watch that cannot be set up.
+    pub async fn wait_for_change(&self, reads: &ReadSet, cancel: &CancellationToken) -> Result<()> {
+        if reads.is_empty() {
+            cancel.cancelled().await;
+            return Err(Error::Cancelled);
+        }
+        // One watch over the span covering everything read, filtered here.
+        let lo = reads.keys.iter().chain(reads.ranges.iter().map(|r| &r.0)).min().cloned().unwrap_or_default();
+        let hi = reads
+            .keys
+            .iter()
+            .map(|k| {
+                let mut e = k.clone();
+                e.push(0);
+                e
+            })
+            .chain(reads.ranges.iter().map(|r| r.1.clone()))
+            .max()
+            .unwrap_or_default();
+        let covers = |key: &[u8]| {
+            reads.keys.iter().any(|k| k.as_slice() == key)
+                || reads.ranges.iter().any(|(s, e)| key >= s.as_slice() && key < e.as_slice())
+        };
+        let mut from = reads.revision + 1;
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        loop {
+            let opts = WatchOptions::new().with_range(hi.clone()).with_start_revision(from);
+            let mut client = self.client();
+            let stream = tokio::select! {
+                () = cancel.cancelled() => return Err(Error::Cancelled),
+                s = client.watch(lo.clone(), Some(opts)) => s,
+            };
+            if let Ok(mut stream) = stream {
+                backoff.reset();
+                loop {
+                    let msg = tokio::select! {
+                        () = cancel.cancelled() => return Err(Error::Cancelled),
+                        m = stream.message() => m,
+                    };
+                    let Ok(Some(resp)) = msg else { break };
+                    if resp.compact_revision() > 0 {
+                        return Ok(()); // history gone: something may have changed
+                    }
+                    for ev in resp.events() {
+                        if let Some(kv) = ev.kv() {
+                            from = from.max(kv.mod_revision() + 1);
+                            if covers(kv.key()) {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return Err(Error::Cancelled),
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+    }
+}
+
+struct WatchTask {
+    db: Config,
+    start: Vec<u8>,
+    tx: mpsc::Sender<WatchEvent>,
+    stop: CancellationToken,
+}
+
+enum Step {
+    List,
+    Watch(i64),
+    Stop,
+}
+
+impl WatchTask {
+    async fn run(self, start_revision: Option<i64>) {
+        let mut step = match start_revision {
+            Some(r) => Step::Watch(r),
+            None => Step::List,
+        };
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        loop {
+            step = match step {
+                Step::Stop => return,
+                Step::List => match self.list().await {
+                    Ok(Some(next)) => {
+                        backoff.reset();
+                        Step::Watch(next)
+                    }
+                    Ok(None) => Step::Stop,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "watch: listing failed, retrying");
+                        if self.pause(&mut backoff).await { Step::List } else { Step::Stop }
+                    }
+                },
+                Step::Watch(from) => self.watch_from(from, &mut backoff).await,
+            };
+        }
+    }
+
+    async fn pause(&self, backoff: &mut Backoff) -> bool {
+        tokio::select! {
+            () = self.stop.cancelled() => false,
+            () = tokio::time::sleep(backoff.next_delay()) => true,
+        }
+    }
+
+    async fn send(&self, ev: WatchEvent) -> bool {
+        tokio::select! {
+            () = self.stop.cancelled() => false,
+            r = self.tx.send(ev) => r.is_ok(),
+        }
+    }
+
+    /// List the range; returns the revision to watch from, or `None` to stop.
+    async fn list(&self) -> Result<Option<i64>> {
+        let end = prefix_end(&self.start);
+        let mut entries = Vec::new();
+        let mut from = self.start.clone();
+        let mut revision = None;
+        loop {
+            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(5_000);
+            if let Some(r) = revision {
+                opts = opts.with_revision(r);
+            }
+            let mut kv = self.db.kv();
+            let resp = self.db.request("list", kv.get(from.clone(), Some(opts))).await?;
+            revision = revision.or(resp.header().map(|h| h.revision()));
+            for item in resp.kvs() {
+                if let Some(path) = self.db.keys().path(item.key()) {
+                    entries.push(Entry {
+                        path,
+                        value: String::from_utf8_lossy(item.value()).into_owned(),
+                        mod_revision: item.mod_revision(),
+                        create_revision: item.create_revision(),
+                    });
+                }
+            }
+            match (resp.more(), resp.kvs().last()) {
+                (true, Some(last)) => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => break,
+            }
+        }
+        let revision = revision.unwrap_or(0);
+        if !self.send(WatchEvent::Listed { revision, entries }).await {
+            return Ok(None);
+        }
+        Ok(Some(revision + 1))
+    }
+
+    async fn watch_from(&self, mut from: i64, backoff: &mut Backoff) -> Step {
+        let opts = WatchOptions::new()
+            .with_range(prefix_end(&self.start))
+            .with_start_revision(from)
+            .with_progress_notify();
+        let mut client = self.db.client();
+        let stream = tokio::select! {
+            () = self.stop.cancelled() => return Step::Stop,
+            s = client.watch(self.start.clone(), Some(opts)) => s,
+        };
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "watch: cannot start, retrying");
+                self.db.count_watch_reconnect();
+                return if self.pause(backoff).await { Step::Watch(from) } else { Step::Stop };
+            }
+        };
+        loop {
+            let msg = tokio::select! {
+                () = self.stop.cancelled() => return Step::Stop,
+                m = stream.message() => m,
+            };
+            let resp = match msg {
+                Ok(Some(resp)) => resp,
+                Ok(None) | Err(_) => {
+                    tracing::debug!(from, "watch: stream ended, resuming");
+                    self.db.count_watch_reconnect();
+                    return if self.pause(backoff).await { Step::Watch(from) } else { Step::Stop };
+                }
+            };
+            backoff.reset();
+            if resp.compact_revision() > 0 {
+                tracing::info!(from, compacted = resp.compact_revision(), "watch: revision compacted, listing again");
+                return Step::List;
+            }
+            if resp.canceled() {
+                tracing::warn!(reason = resp.cancel_reason(), "watch: cancelled by etcd, resuming");
+                return if self.pause(backoff).await { Step::Watch(from) } else { Step::Stop };
+            }
+            let mut next = from;
+            if resp.events().is_empty() && !resp.created() {
+                // A progress notification: everything up to the header revision is sent.
+                if let Some(h) = resp.header() {
+                    next = next.max(h.revision() + 1);
+                }
+            }
+            for ev in resp.events() {
+                let Some(kv) = ev.kv() else { continue };
+                let rev = kv.mod_revision();
+                if rev < from {
+                    continue; // already delivered before a reconnect
+                }
+                next = next.max(rev + 1);
+                let Some(path) = self.db.keys().path(kv.key()) else { continue };
+                let event = match ev.event_type() {
+                    EventType::Put => WatchEvent::Put(Entry {
+                        path,
+                        value: String::from_utf8_lossy(kv.value()).into_owned(),
+                        mod_revision: rev,
+                        create_revision: kv.create_revision(),
+                    }),
+                    EventType::Delete => WatchEvent::Deleted { path, revision: rev },
+                };
+                if !self.send(event).await {
+                    return Step::Stop;
+                }
+            }
+            from = next;
+        }
+    }
+}
