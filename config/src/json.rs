@@ -100,8 +100,12 @@ pub fn python_float_repr(f: f64) -> String {
     if f == 0.0 {
         return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
     }
-    // `{:e}` gives the shortest round-trip digits: "1.2345e-7", "1e16".
-    let sci = format!("{f:e}");
+    // `{:e}` gives the shortest round-trip digit count ("1.2345e-7", "1e16"). When two
+    // candidates of that length are equally close (an exact tie), Python picks the even
+    // one; re-formatting at that precision rounds the exact binary value half-to-even.
+    let shortest = format!("{f:e}");
+    let count = shortest.split('e').next().map_or(1, |m| m.chars().filter(char::is_ascii_digit).count());
+    let sci = format!("{:.*e}", count.saturating_sub(1), f);
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let negative = mantissa.starts_with('-');

@@ -16,7 +16,11 @@ fn every_fixture_re_encodes_to_the_same_bytes() {
         }
         let python = std::fs::read_to_string(&path).unwrap();
         let value: serde_json::Value = serde_json::from_str(&python).unwrap();
-        assert_eq!(to_python_string(&value), python, "fixture {}", path.display());
+        let ours = to_python_string(&value);
+        if let Some((i, (a, b))) = ours.lines().zip(python.lines()).enumerate().find(|(_, (a, b))| a != b) {
+            panic!("fixture {} differs at line {}: ours {a:?}, python {b:?}", path.display(), i + 1);
+        }
+        assert_eq!(ours, python, "fixture {}", path.display());
         checked += 1;
     }
     assert!(checked >= 9, "only {checked} fixtures found");
