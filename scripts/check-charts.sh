@@ -28,10 +28,21 @@ check() {
     fi
 }
 
-validate() { kubernetes-validate -k "$K8S_VERSION" --strict --quiet "$@"; }
+# validate <file|->: strict schema validation. kubernetes-validate only warns (and exits 0)
+# about a kind or apiVersion it has no schema for; --quiet prints nothing on success, so
+# any output at all counts as failure.
+validate() {
+    local out rc
+    out="$(kubernetes-validate -k "$K8S_VERSION" --strict --quiet "$@" 2>&1)"
+    rc=$?
+    [ -z "$out" ] || printf '%s\n' "$out"
+    [ "$rc" -eq 0 ] && [ -z "$out" ]
+}
 
-# render <helm template args…>: render into $tmp/out.yaml, then validate it.
-render() { helm template "$@" >"$tmp/out.yaml" && validate "$tmp/out.yaml"; }
+# render <helm template args…>: render into $tmp/out.yaml (not empty), then validate it.
+render() {
+    helm template "$@" >"$tmp/out.yaml" && [ -s "$tmp/out.yaml" ] && validate - <"$tmp/out.yaml"
+}
 
 # has <line>…: every line occurs, exactly, in the last rendering.
 has() {
@@ -42,7 +53,7 @@ has() {
 }
 
 # The validator must be able to fail, or every "ok" below means nothing.
-validator_rejects_bad_replicas() {
+validator_can_fail() {
     cat >"$tmp/bad.yaml" <<'YAML'
 apiVersion: apps/v1
 kind: Deployment
@@ -54,6 +65,8 @@ spec:
     metadata: {labels: {app: bad}}
     spec: {containers: [{name: bad, image: bad}]}
 YAML
+    ! validate "$tmp/bad.yaml" || return 1
+    printf 'apiVersion: apps/v9\nkind: Deployment\nmetadata: {name: bad}\n' >"$tmp/bad.yaml"
     ! validate "$tmp/bad.yaml"
 }
 
@@ -84,12 +97,13 @@ workflow_requires_image() {
 
 # The values the 2019 testdask workflow passes (stable/dask style).
 dask_seed_values() {
-    render d charts/dask --set jupyter.enabled=false,scheduler.serviceType=ClusterIP,worker.replicas=2 &&
-        helm template d charts/dask -s templates/worker.yaml --set worker.replicas=2 >"$tmp/out.yaml" &&
+    local seed=jupyter.enabled=false,scheduler.serviceType=ClusterIP,worker.replicas=2
+    render d charts/dask --set "$seed" &&
+        helm template d charts/dask -s templates/worker.yaml --set "$seed" >"$tmp/out.yaml" &&
         has '  replicas: 2' '            - "tcp://d-scheduler:8786"'
 }
 
-check "kubernetes-validate (k8s $K8S_VERSION) rejects replicas given as a string" validator_rejects_bad_replicas
+check "kubernetes-validate (k8s $K8S_VERSION) rejects a string replicas and an unknown apiVersion" validator_can_fail
 
 check "workflow: helm lint --strict" helm lint --strict charts/workflow --set wf_image=x,pb_id=y
 check "workflow: dotted env (--set env.X=…) renders, validates, values quoted" workflow_dotted_env

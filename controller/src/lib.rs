@@ -1,0 +1,1 @@
+//! SDP processing controller: processing blocks in, workflow deployments out

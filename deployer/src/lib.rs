@@ -1,0 +1,1 @@
+//! SDP Helm deployer: deployment entries in, Helm releases out

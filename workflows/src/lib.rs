@@ -1,0 +1,1 @@
+//! SDP workflow SDK and example workflows (testdask, teststate, testdeploy)
