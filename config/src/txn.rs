@@ -100,6 +100,12 @@ pub struct Txn {
     writes: BTreeMap<Vec<u8>, Write>,
     range_deletes: Vec<(Vec<u8>, Vec<u8>)>,
     guards: Vec<Guard>,
+    /// Keys created without reading them first: their absence is checked at commit.
+    blind_creates: BTreeMap<Vec<u8>, String>,
+    /// Read before creating, so `create` itself reports an existing key.
+    checked_creates: bool,
+    /// 1 on the first run of a body, 2 on the first re-run, …
+    attempt: u32,
 }
 
 impl Config {
@@ -113,6 +119,9 @@ impl Config {
             writes: BTreeMap::new(),
             range_deletes: Vec::new(),
             guards: Vec::new(),
+            blind_creates: BTreeMap::new(),
+            checked_creates: false,
+            attempt: 1,
         }
     }
 
@@ -148,11 +157,20 @@ impl Config {
         F: for<'t> FnMut(&'t mut Txn) -> BoxFuture<'t, Result<T>>,
     {
         let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(1), Duration::from_millis(100));
+        let mut checked_creates = false;
         for attempt in 1..=MAX_ATTEMPTS {
             let mut txn = self.txn();
+            txn.checked_creates = checked_creates;
+            txn.attempt = attempt;
             let value = body(&mut txn).await?;
             match txn.commit().await {
                 Ok(committed) => return Ok((value, committed)),
+                Err(Error::AlreadyExists { .. }) if !checked_creates => {
+                    // A blind create hit an existing key: run the body again reading
+                    // before creating, so it sees `AlreadyExists` from `create` itself
+                    // and can handle it, exactly as if it had read first.
+                    checked_creates = true;
+                }
                 Err(Error::Conflict) => {
                     self.count_conflict();
                     if attempt > 2 {
@@ -170,6 +188,33 @@ impl Txn {
     /// The configuration handle this transaction uses.
     pub fn config(&self) -> &Config {
         &self.db
+    }
+
+    /// Which run of the body this is (1 first, 2 after one conflict, …).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Record that `path` currently holds `current` (value and `mod_revision`, or
+    /// absent), as known from a watch, without reading it: the commit checks it
+    /// exactly like a read, and a later [`Txn::get`] returns it.
+    ///
+    /// Only the first attempt uses it. On a re-run after a conflict this does
+    /// nothing and `get` reads etcd, so a stale view costs one conflict, never a loop.
+    ///
+    /// # Errors
+    /// Invalid path.
+    pub fn assume(&mut self, path: &str, current: Option<(&str, i64)>) -> Result<()> {
+        let key = self.key(path)?;
+        if self.attempt > 1 || self.reads.contains_key(&key) || self.pending(&key).is_some() {
+            return Ok(());
+        }
+        let record = match current {
+            Some((value, rev)) => (rev, Some(value.to_string())),
+            None => (0, None),
+        };
+        self.reads.insert(key, record);
+        Ok(())
     }
 
     /// Snapshot revision (after the first read).
@@ -319,11 +364,21 @@ impl Txn {
     ///
     /// # Errors
     /// See [`Txn::create`].
+    /// A key this transaction has not read is not fetched: its absence becomes a
+    /// condition of the commit (one round trip in all), and an existing key is then
+    /// reported by [`Txn::commit`] as [`Error::AlreadyExists`]. [`Config::transact`]
+    /// re-runs the body so that `create` itself returns the error.
     pub async fn create_leased(&mut self, path: &str, value: &str, lease: Option<i64>) -> Result<()> {
-        if self.get(path).await?.is_some() {
-            return Err(Error::AlreadyExists { path: path.to_string() });
-        }
         let key = self.key(path)?;
+        let known = self.pending(&key).is_some() || self.reads.contains_key(&key);
+        if known || self.checked_creates {
+            if self.get(path).await?.is_some() {
+                return Err(Error::AlreadyExists { path: path.to_string() });
+            }
+        } else {
+            self.reads.insert(key.clone(), (0, None));
+            self.blind_creates.insert(key.clone(), path.to_string());
+        }
         self.writes.insert(key, Write::Put { value: value.to_string(), lease });
         Ok(())
     }
@@ -452,7 +507,7 @@ impl Txn {
         if self.is_read_only() {
             return Ok(Committed { revision: reads.revision, reads });
         }
-        let ops = self.operation_count();
+        let ops = self.operation_count().max(self.blind_creates.len());
         if ops > MAX_TXN_OPS {
             return Err(Error::TooManyOperations { operations: ops, limit: MAX_TXN_OPS });
         }
@@ -471,13 +526,26 @@ impl Txn {
         for (start, end) in &self.range_deletes {
             txn_ops.push(TxnOp::delete(start.clone(), Some(DeleteOptions::new().with_range(end.clone()))));
         }
-        let txn = EtcdTxn::new().when(compares).and_then(txn_ops);
+        // On failure, report which blindly created keys exist (count-only reads).
+        let blind: Vec<(&Vec<u8>, &String)> = self.blind_creates.iter().collect();
+        let on_failure: Vec<TxnOp> = blind
+            .iter()
+            .map(|(k, _)| TxnOp::get((*k).clone(), Some(GetOptions::new().with_count_only())))
+            .collect();
+        let txn = EtcdTxn::new().when(compares).and_then(txn_ops).or_else(on_failure);
         let mut kv = self.db.kv();
         let resp = self.db.request("txn", kv.txn(txn)).await?;
         if resp.succeeded() {
             self.db.count_commit();
             let revision = resp.header().map_or(0, |h| h.revision());
             return Ok(Committed { revision, reads });
+        }
+        for ((_, path), op) in blind.iter().zip(resp.op_responses()) {
+            if let etcd_client::TxnOpResponse::Get(get) = op {
+                if get.count() > 0 {
+                    return Err(Error::AlreadyExists { path: (*path).clone() });
+                }
+            }
         }
         for guard in &self.guards {
             let mut kv = self.db.kv();
