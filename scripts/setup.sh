@@ -48,6 +48,6 @@ ln -sf "$TOOLS/venv/bin/kubernetes-validate" "$TOOLS/bin/kubernetes-validate"
 export PATH="$TOOLS/bin:$PATH"
 if [ "${SDP_SETUP_SKIP_BUILD:-0}" != "1" ]; then
     echo "setup: building the workspace (release)"
-    (cd "$ROOT" && cargo build --release --workspace --all-targets --locked 2>&1 | tail -n 3)
+    (cd "$ROOT" && cargo build --release --workspace --bins --locked 2>&1 | tail -n 3)
 fi
 echo "setup: done. Tools are in $TOOLS/bin (etcd, protoc from the system)."
