@@ -30,11 +30,12 @@ pub fn validate_prefix(path: &str) -> Result<()> {
     if !path.starts_with('/') {
         return Err(invalid(path, "a path must start with '/'"));
     }
-    if let Some(c) = path
+    // The Python tools allow `[a-zA-Z0-9_\-/]`, plus `:` and `.` in `/workflow/` keys
+    // (`/workflow/realtime:testdask:0.1.0`); the library accepts those two everywhere.
+    if !path
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | ':' | '.')))
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | ':' | '.'))
     {
-        let _ = c;
         return Err(invalid(path, "a path may contain only letters, digits and _ - / : ."));
     }
     Ok(())
