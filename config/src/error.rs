@@ -12,23 +12,22 @@ pub enum Error {
     #[error("invalid connection settings: {0}")]
     InvalidSettings(String),
     /// etcd could not be reached at all.
-    #[error("cannot reach the configuration database at {endpoint}: {source}")]
+    #[error("cannot reach the configuration database at {endpoint}: {}", describe(source))]
     ConnectFailed {
         /// The endpoint that was tried, e.g. `http://127.0.0.1:2379`.
         endpoint: String,
-        /// What the client reported.
-        #[source]
+        /// What the client reported (its essence is in this error's message, so it is
+        /// not also exposed as the `source()`, which would print it twice).
         source: etcd_client::Error,
     },
     /// A request to etcd failed (network, server, authentication).
-    #[error("configuration database request `{operation}` to {endpoint} failed: {source}")]
+    #[error("configuration database request `{operation}` to {endpoint} failed: {}", describe(source))]
     RequestFailed {
         /// The operation, e.g. `get`, `txn`, `watch`.
         operation: &'static str,
         /// The endpoint the request went to.
         endpoint: String,
-        /// What the client reported.
-        #[source]
+        /// What the client reported (summarised in the message).
         source: etcd_client::Error,
     },
     /// A path does not follow the configuration path rules.
@@ -101,5 +100,25 @@ impl Error {
                 | Error::Conflict
                 | Error::RetriesExhausted { .. }
         )
+    }
+}
+
+/// The useful part of a client error: etcd's own message for a gRPC status, the
+/// innermost cause (e.g. "Connection refused (os error 111)") for a transport error,
+/// instead of the client's debug dump.
+pub(crate) fn describe(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => {
+            let msg = status.message().trim();
+            if msg.is_empty() { format!("{:?}", status.code()) } else { msg.to_string() }
+        }
+        etcd_client::Error::TransportError(t) => {
+            let mut innermost: &dyn std::error::Error = t;
+            while let Some(next) = innermost.source() {
+                innermost = next;
+            }
+            innermost.to_string()
+        }
+        other => other.to_string(),
     }
 }
