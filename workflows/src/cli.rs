@@ -1,0 +1,198 @@
+//! What every workflow binary does around its work: logging, the `pb_id` argument,
+//! signals, and the exit status.
+//!
+//! A workflow runs as `<program> <pb_id>` with `SDP_CONFIG_*` and `SDP_HELM_NAMESPACE`
+//! in the environment, in a pod (the `workflow` chart) or as a local process.
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use sdp_config::ConnectionSettings;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::Workflow;
+
+/// Run a workflow's `body` with the `pb_id` from the command line and a token that is
+/// cancelled on SIGINT or SIGTERM. Logs go to stderr (level from `SDP_LOG_LEVEL` or
+/// `RUST_LOG`, default `info`). Exit status 0 when `body` succeeds; otherwise the error
+/// on stderr (alternate form `{:#}`, which for `anyhow` includes the causes) and
+/// status 1 (2 for a usage error).
+pub fn main<F, Fut, E>(program: &str, body: F) -> ExitCode
+where
+    F: FnOnce(String, CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    init_tracing();
+    let pb_id = match pb_id_argument(std::env::args().skip(1)) {
+        Ok(id) => id,
+        Err(usage) => {
+            eprintln!("{program}: {usage}\nusage: {program} <pb_id>");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{program}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = shutdown_on_signals();
+        body(pb_id, shutdown).await
+    });
+    // Do not wait for a stuck name lookup or the like: the work is done.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "{program} failed");
+            eprintln!("{program}: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Start the workflow for `pb_id` with the connection settings and options from the
+/// environment ([`Workflow::start`]); `None` when `shutdown` fires first (e.g. while
+/// etcd is still unreachable).
+///
+/// # Errors
+/// Unusable `SDP_CONFIG_*` settings, or what [`Workflow::start`] reports.
+pub async fn start(pb_id: &str, shutdown: &CancellationToken) -> crate::Result<Option<Workflow>> {
+    let settings = ConnectionSettings::from_env()?;
+    tokio::select! {
+        wf = Workflow::start(&settings, pb_id) => wf.map(Some),
+        () = shutdown.cancelled() => Ok(None),
+    }
+}
+
+/// Logs to stderr, filtered by `SDP_LOG_LEVEL` or `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = std::env::var("SDP_LOG_LEVEL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .and_then(|s| EnvFilter::try_new(s.to_lowercase()).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// The single `pb_id` argument.
+///
+/// # Errors
+/// A message saying what is wrong with the arguments.
+pub fn pb_id_argument(mut args: impl Iterator<Item = String>) -> Result<String, String> {
+    match (args.next(), args.next()) {
+        (Some(id), None) if !id.starts_with('-') => Ok(id),
+        (Some(flag), None) if flag == "-h" || flag == "--help" => {
+            Err("run one workflow for a processing block".into())
+        }
+        (None, _) => Err("missing the processing block ID".into()),
+        _ => Err("expected exactly one argument, the processing block ID".into()),
+    }
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM. Must be called inside a runtime.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let name = wait_for_signal().await;
+        tracing::info!(signal = name, "stopping");
+        cancel.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
+}
+
+/// A duration in seconds from the environment variable `name` (fractions allowed).
+///
+/// # Errors
+/// A message naming the variable when its value is not a non-negative number.
+pub fn env_seconds(name: &str, default: Duration) -> Result<Duration, String> {
+    seconds_from(name, std::env::var(name).ok(), default)
+}
+
+fn seconds_from(name: &str, value: Option<String>, default: Duration) -> Result<Duration, String> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .ok_or_else(|| format!("{name} must be a number of seconds, not {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> impl Iterator<Item = String> {
+        a.iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn the_only_argument_is_the_pb_id() {
+        assert_eq!(
+            pb_id_argument(args(&["realtime-20191121-0000"])),
+            Ok("realtime-20191121-0000".into())
+        );
+        assert!(pb_id_argument(args(&[])).is_err_and(|e| e.contains("missing")));
+        assert!(pb_id_argument(args(&["a", "b"])).is_err_and(|e| e.contains("exactly one")));
+        assert!(pb_id_argument(args(&["--verbose"])).is_err());
+    }
+
+    #[test]
+    fn seconds_accept_fractions_and_name_the_variable_when_wrong() {
+        let d = Duration::from_secs(60);
+        assert_eq!(seconds_from("X", None, d), Ok(d));
+        assert_eq!(
+            seconds_from("X", Some("2.5".into()), d),
+            Ok(Duration::from_millis(2500))
+        );
+        assert!(
+            seconds_from("SDP_DASK_TIMEOUT", Some("soon".into()), d)
+                .is_err_and(|e| e.contains("SDP_DASK_TIMEOUT"))
+        );
+        assert!(seconds_from("X", Some("-1".into()), d).is_err());
+    }
+}
