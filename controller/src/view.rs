@@ -1,0 +1,682 @@
+//! The in-memory view of the configuration database, fed by watches, and which blocks
+//! each change makes worth reconciling.
+//!
+//! Four watches feed it: blocks (`/pb/<id>`), their states (`/pb/<id>/state`),
+//! deployments (`/deploy/<id>`) and database workflow definitions (`/workflow/<key>`).
+//! Applying a change returns a [`Wake`]: which block IDs to put on the work queue. Work
+//! per change is independent of the number of blocks, except for the rare changes that
+//! concern every block (a registry change, a fresh listing).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use sdp_config::entity::{PbStatus, ProcessingBlock, ProcessingBlockState};
+use sdp_config::{Entry, WatchEvent};
+
+use crate::ownership;
+use crate::registry::Registry;
+use crate::validate::{Invalid, check_block};
+
+/// Field that marks a FAILED state as written by this controller, so that it may
+/// replace it when the block can start after all. FAILED states written by anyone else
+/// are never touched.
+pub const FAILED_BY: &str = "failed_by";
+/// Value of [`FAILED_BY`].
+pub const FAILED_BY_US: &str = "processing-controller";
+
+/// How many deleted block IDs are remembered (to recognise their deployments).
+const DELETED_MEMORY: usize = 100_000;
+
+/// One of the watched parts of the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// `/pb/<id>`.
+    Blocks = 0,
+    /// `/pb/<id>/state` (and owners, ignored).
+    States = 1,
+    /// `/deploy/<id>`.
+    Deployments = 2,
+    /// `/workflow/<type>:<id>:<version>`.
+    Workflows = 3,
+}
+
+impl Part {
+    /// Every part with its watch prefix and depth.
+    pub const ALL: [(Part, &'static str, usize); 4] = [
+        (Part::Blocks, "/pb/", 0),
+        (Part::States, "/pb/", 1),
+        (Part::Deployments, "/deploy/", 0),
+        (Part::Workflows, "/workflow/", 0),
+    ];
+}
+
+/// A block as last seen.
+#[derive(Debug)]
+pub struct Block {
+    /// `mod_revision` of `/pb/<id>`.
+    pub mod_rev: i64,
+    /// The block, or why it is not a valid one.
+    pub parsed: Result<ProcessingBlock, Invalid>,
+}
+
+/// Who may change a block's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateClass {
+    /// WAITING: the controller moves it on.
+    Waiting,
+    /// FAILED by this controller: replaced when the block can start after all.
+    OwnFailed,
+    /// Anything else (STARTING, RUNNING, … or written by a workflow): never touched.
+    Other,
+}
+
+/// A block's state as last seen.
+#[derive(Debug)]
+pub struct State {
+    /// `mod_revision` of `/pb/<id>/state`.
+    pub mod_rev: i64,
+    /// The stored text (for read-modify-write).
+    pub raw: String,
+    /// The `status` field, if the value is a valid state.
+    pub status: Option<String>,
+    /// Who may change it.
+    pub class: StateClass,
+}
+
+impl State {
+    /// Read a stored state.
+    pub fn new(raw: String, mod_rev: i64) -> Self {
+        let (status, class) = match ProcessingBlockState::parse(&raw) {
+            Ok(st) => {
+                let class = match st.known_status() {
+                    Some(PbStatus::Waiting) => StateClass::Waiting,
+                    Some(PbStatus::Failed)
+                        if st.extra.get(FAILED_BY).and_then(|v| v.as_str())
+                            == Some(FAILED_BY_US) =>
+                    {
+                        StateClass::OwnFailed
+                    }
+                    _ => StateClass::Other,
+                };
+                (st.status, class)
+            }
+            Err(_) => (None, StateClass::Other),
+        };
+        State {
+            mod_rev,
+            raw,
+            status,
+            class,
+        }
+    }
+}
+
+/// Which blocks a change makes worth reconciling.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// These IDs.
+    Keys(Vec<String>),
+    /// Blocks that have not started (no state, WAITING, FAILED by us): the registry changed.
+    NotStarted,
+    /// Every block and every orphaned deployment: a fresh listing.
+    Everything,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct PartStatus {
+    listed: bool,
+    revision: i64,
+}
+
+/// Deleted block IDs, the oldest forgotten first.
+#[derive(Debug, Default)]
+struct Deleted {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Deleted {
+    fn insert(&mut self, id: &str) {
+        if self.set.insert(id.to_string()) {
+            self.order.push_back(id.to_string());
+            if self.order.len() > DELETED_MEMORY {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// The view.
+#[derive(Debug)]
+pub struct View {
+    /// Blocks by the ID in their key.
+    pub blocks: HashMap<String, Block>,
+    /// States by block ID.
+    pub states: HashMap<String, State>,
+    /// Deployments (ID → `mod_revision`), ordered for prefix scans.
+    pub deployments: BTreeMap<String, i64>,
+    /// Workflow definitions (file and database).
+    pub registry: Registry,
+    dependents: HashMap<String, HashSet<String>>,
+    deleted: Deleted,
+    parts: [PartStatus; 4],
+}
+
+impl View {
+    /// An empty view; see [`Registry::new`] for `file_configured`.
+    pub fn new(file_configured: bool) -> Self {
+        View {
+            blocks: HashMap::new(),
+            states: HashMap::new(),
+            deployments: BTreeMap::new(),
+            registry: Registry::new(file_configured),
+            dependents: HashMap::new(),
+            deleted: Deleted::default(),
+            parts: [PartStatus::default(); 4],
+        }
+    }
+
+    /// True once every part has been listed.
+    pub fn is_synced(&self) -> bool {
+        self.parts.iter().all(|p| p.listed)
+    }
+
+    /// True when block `id` was deleted while the controller watched.
+    pub fn was_deleted(&self, id: &str) -> bool {
+        self.deleted.set.contains(id)
+    }
+
+    /// Blocks that depend on `id`.
+    pub fn dependents(&self, id: &str) -> impl Iterator<Item = &String> {
+        self.dependents.get(id).into_iter().flatten()
+    }
+
+    /// Apply a watch event.
+    pub fn apply(&mut self, part: Part, event: WatchEvent) -> Wake {
+        let status = &mut self.parts[part as usize];
+        status.revision = status.revision.max(event.revision());
+        match event {
+            WatchEvent::Listed { entries, .. } => {
+                self.parts[part as usize].listed = true;
+                self.replace(part, entries);
+                if self.is_synced() {
+                    Wake::Everything
+                } else {
+                    Wake::Keys(Vec::new())
+                }
+            }
+            WatchEvent::Put(entry) => self.put(part, entry),
+            WatchEvent::Deleted { path, .. } => self.delete(part, &path),
+        }
+    }
+
+    fn replace(&mut self, part: Part, entries: Vec<Entry>) {
+        match part {
+            Part::Blocks => {
+                let old: Vec<String> = self.blocks.keys().cloned().collect();
+                self.blocks.clear();
+                self.dependents.clear();
+                for e in entries {
+                    self.put(part, e);
+                }
+                for id in old {
+                    if !self.blocks.contains_key(&id) {
+                        self.deleted.insert(&id);
+                    }
+                }
+            }
+            Part::States => {
+                self.states.clear();
+                for e in entries {
+                    self.put(part, e);
+                }
+            }
+            Part::Deployments => {
+                self.deployments.clear();
+                for e in entries {
+                    self.put(part, e);
+                }
+            }
+            Part::Workflows => {
+                self.registry.clear_db();
+                for e in entries {
+                    self.put(part, e);
+                }
+            }
+        }
+    }
+
+    fn put(&mut self, part: Part, entry: Entry) -> Wake {
+        match part {
+            Part::Blocks => {
+                let Some(id) = block_id(&entry.path) else {
+                    return Wake::Keys(Vec::new());
+                };
+                let parsed = check_block(id, &entry.value);
+                let block = Block {
+                    mod_rev: entry.mod_revision,
+                    parsed,
+                };
+                self.set_block(id.to_string(), Some(block))
+            }
+            Part::States => {
+                let Some(id) = state_block_id(&entry.path) else {
+                    return Wake::Keys(Vec::new());
+                };
+                self.states
+                    .insert(id.to_string(), State::new(entry.value, entry.mod_revision));
+                self.block_and_dependents(id)
+            }
+            Part::Deployments => {
+                let Some(id) = entry.path.strip_prefix("/deploy/") else {
+                    return Wake::Keys(Vec::new());
+                };
+                self.deployments.insert(id.to_string(), entry.mod_revision);
+                Wake::Keys(self.deployment_owner(id))
+            }
+            Part::Workflows => {
+                let Some(key) = entry.path.strip_prefix("/workflow/") else {
+                    return Wake::Keys(Vec::new());
+                };
+                if let Err(reason) = self.registry.set_db(key, &entry.value) {
+                    tracing::warn!(path = %entry.path, %reason, "ignoring an invalid workflow definition");
+                }
+                Wake::NotStarted
+            }
+        }
+    }
+
+    fn delete(&mut self, part: Part, path: &str) -> Wake {
+        match part {
+            Part::Blocks => {
+                let Some(id) = block_id(path) else {
+                    return Wake::Keys(Vec::new());
+                };
+                self.deleted.insert(id);
+                self.set_block(id.to_string(), None)
+            }
+            Part::States => {
+                let Some(id) = state_block_id(path) else {
+                    return Wake::Keys(Vec::new());
+                };
+                self.states.remove(id);
+                self.block_and_dependents(id)
+            }
+            Part::Deployments => {
+                let Some(id) = path.strip_prefix("/deploy/") else {
+                    return Wake::Keys(Vec::new());
+                };
+                self.deployments.remove(id);
+                Wake::Keys(self.deployment_owner(id))
+            }
+            Part::Workflows => {
+                if let Some(key) = path.strip_prefix("/workflow/") {
+                    self.registry.remove_db(key);
+                }
+                Wake::NotStarted
+            }
+        }
+    }
+
+    fn set_block(&mut self, id: String, block: Option<Block>) -> Wake {
+        if let Some(Ok(old)) = self.blocks.get(&id).map(|b| &b.parsed) {
+            for dep in &old.dependencies {
+                if let Some(set) = self.dependents.get_mut(&dep.pb_id) {
+                    set.remove(&id);
+                    if set.is_empty() {
+                        self.dependents.remove(&dep.pb_id);
+                    }
+                }
+            }
+        }
+        match block {
+            Some(block) => {
+                if let Ok(pb) = &block.parsed {
+                    for dep in &pb.dependencies {
+                        self.dependents
+                            .entry(dep.pb_id.clone())
+                            .or_default()
+                            .insert(id.clone());
+                    }
+                }
+                self.blocks.insert(id.clone(), block);
+            }
+            None => {
+                self.blocks.remove(&id);
+            }
+        }
+        self.block_and_dependents(&id)
+    }
+
+    fn block_and_dependents(&self, id: &str) -> Wake {
+        let mut keys = vec![id.to_string()];
+        keys.extend(self.dependents(id).cloned());
+        Wake::Keys(keys)
+    }
+
+    /// The block a deployment change concerns: its owner, or, when no matching block
+    /// exists, a recognised ID whose reconcile deletes it.
+    fn deployment_owner(&self, deploy_id: &str) -> Vec<String> {
+        let exists = |b: &str| self.blocks.contains_key(b);
+        if let Some(owner) = ownership::owner(deploy_id, exists) {
+            return vec![owner.to_string()];
+        }
+        ownership::candidate_blocks(deploy_id)
+            .into_iter()
+            .find(|b| self.was_deleted(b) || ownership::is_generated_id(b))
+            .map(|b| vec![b.to_string()])
+            .unwrap_or_default()
+    }
+
+    /// The IDs a [`Wake`] stands for.
+    pub fn keys(&self, wake: Wake) -> Vec<String> {
+        match wake {
+            Wake::Keys(keys) => keys,
+            Wake::NotStarted => self
+                .blocks
+                .keys()
+                .filter(|id| {
+                    self.states
+                        .get(*id)
+                        .is_none_or(|s| s.class != StateClass::Other)
+                })
+                .cloned()
+                .collect(),
+            Wake::Everything => {
+                let mut keys: Vec<String> = self.blocks.keys().cloned().collect();
+                let mut orphans = HashSet::new();
+                for d in self.deployments.keys() {
+                    for owner in self.deployment_owner(d) {
+                        if !self.blocks.contains_key(&owner) && orphans.insert(owner.clone()) {
+                            keys.push(owner);
+                        }
+                    }
+                }
+                keys
+            }
+        }
+    }
+
+    /// Record a write this controller committed at `revision`, unless the watch has
+    /// already delivered that revision (or a later one) of the part: the view then
+    /// does not lag behind the controller's own writes, so the next reconcile of the
+    /// block does not act on stale data.
+    pub fn record_state(&mut self, id: &str, value: &str, revision: i64) {
+        if self.parts[Part::States as usize].revision < revision {
+            self.states
+                .insert(id.to_string(), State::new(value.to_string(), revision));
+        }
+    }
+
+    /// As [`View::record_state`], for a created deployment.
+    pub fn record_deployment(&mut self, deploy_id: &str, revision: i64) {
+        if self.parts[Part::Deployments as usize].revision < revision {
+            self.deployments.insert(deploy_id.to_string(), revision);
+        }
+    }
+
+    /// As [`View::record_state`], for a deleted deployment.
+    pub fn record_deployment_deleted(&mut self, deploy_id: &str, revision: i64) {
+        if self.parts[Part::Deployments as usize].revision < revision {
+            self.deployments.remove(deploy_id);
+        }
+    }
+
+    /// Deployments under `prefix` (`<id>-`, `proc-<id>-`).
+    pub fn deployments_with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = &'a String> + 'a {
+        self.deployments
+            .range(prefix.to_string()..)
+            .map(|(k, _)| k)
+            .take_while(move |k| k.starts_with(prefix))
+    }
+}
+
+/// `x` from `/pb/x`.
+fn block_id(path: &str) -> Option<&str> {
+    path.strip_prefix("/pb/")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// `x` from `/pb/x/state` (owners and anything else below a block are ignored).
+fn state_block_id(path: &str) -> Option<&str> {
+    path.strip_prefix("/pb/")?
+        .strip_suffix("/state")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, value: &str, rev: i64) -> Entry {
+        Entry {
+            path: path.into(),
+            value: value.into(),
+            mod_revision: rev,
+            create_revision: rev,
+        }
+    }
+
+    fn block(id: &str, deps: &[&str]) -> String {
+        let deps: Vec<String> = deps
+            .iter()
+            .map(|d| format!(r#"{{"pb_id": "{d}", "type": []}}"#))
+            .collect();
+        format!(
+            r#"{{"id": "{id}", "workflow": {{"type": "batch", "id": "w", "version": "1"}}, "parameters": {{}}, "dependencies": [{}]}}"#,
+            deps.join(",")
+        )
+    }
+
+    fn synced() -> View {
+        let mut v = View::new(false);
+        for (part, _, _) in Part::ALL {
+            v.apply(
+                part,
+                WatchEvent::Listed {
+                    revision: 1,
+                    entries: Vec::new(),
+                },
+            );
+        }
+        v
+    }
+
+    fn keys(v: &View, w: Wake) -> Vec<String> {
+        let mut k = v.keys(w);
+        k.sort();
+        k
+    }
+
+    #[test]
+    fn the_last_listing_wakes_everything_including_orphans() {
+        let mut v = View::new(false);
+        v.apply(
+            Part::Blocks,
+            WatchEvent::Listed {
+                revision: 5,
+                entries: vec![entry("/pb/a", &block("a", &[]), 2)],
+            },
+        );
+        v.apply(
+            Part::States,
+            WatchEvent::Listed {
+                revision: 5,
+                entries: Vec::new(),
+            },
+        );
+        v.apply(
+            Part::Workflows,
+            WatchEvent::Listed {
+                revision: 5,
+                entries: Vec::new(),
+            },
+        );
+        assert!(!v.is_synced());
+        let deploys = vec![
+            entry("/deploy/a-workflow", "{}", 3),
+            entry("/deploy/realtime-20191121-0000-workflow", "{}", 4),
+            entry("/deploy/mine", "{}", 4),
+        ];
+        let wake = v.apply(
+            Part::Deployments,
+            WatchEvent::Listed {
+                revision: 5,
+                entries: deploys,
+            },
+        );
+        assert!(v.is_synced());
+        assert_eq!(wake, Wake::Everything);
+        assert_eq!(keys(&v, wake), vec!["a", "realtime-20191121-0000"]);
+    }
+
+    #[test]
+    fn a_state_change_wakes_the_block_and_its_dependents() {
+        let mut v = synced();
+        v.apply(
+            Part::Blocks,
+            WatchEvent::Put(entry("/pb/b", &block("b", &["a"]), 3)),
+        );
+        v.apply(
+            Part::Blocks,
+            WatchEvent::Put(entry("/pb/c", &block("c", &["a", "b"]), 4)),
+        );
+        let w = v.apply(
+            Part::States,
+            WatchEvent::Put(entry("/pb/a/state", r#"{"status": "FINISHED"}"#, 5)),
+        );
+        assert_eq!(keys(&v, w), vec!["a", "b", "c"]);
+        // b no longer depends on a.
+        v.apply(
+            Part::Blocks,
+            WatchEvent::Put(entry("/pb/b", &block("b", &[]), 6)),
+        );
+        let w = v.apply(
+            Part::States,
+            WatchEvent::Deleted {
+                path: "/pb/a/state".into(),
+                revision: 7,
+            },
+        );
+        assert_eq!(keys(&v, w), vec!["a", "c"]);
+        // Owners are ignored.
+        let w = v.apply(Part::States, WatchEvent::Put(entry("/pb/a/owner", "{}", 8)));
+        assert_eq!(keys(&v, w), Vec::<String>::new());
+    }
+
+    #[test]
+    fn deployment_changes_wake_the_owner_or_a_recognised_deleted_block() {
+        let mut v = synced();
+        v.apply(
+            Part::Blocks,
+            WatchEvent::Put(entry("/pb/a", &block("a", &[]), 2)),
+        );
+        v.apply(
+            Part::Blocks,
+            WatchEvent::Put(entry("/pb/a-b", &block("a-b", &[]), 3)),
+        );
+        let w = v.apply(
+            Part::Deployments,
+            WatchEvent::Put(entry("/deploy/a-b-workflow", "{}", 4)),
+        );
+        assert_eq!(keys(&v, w), vec!["a-b"]);
+        v.apply(
+            Part::Blocks,
+            WatchEvent::Deleted {
+                path: "/pb/a-b".into(),
+                revision: 5,
+            },
+        );
+        assert!(v.was_deleted("a-b"));
+        let w = v.apply(
+            Part::Deployments,
+            WatchEvent::Put(entry("/deploy/a-b-dask", "{}", 6)),
+        );
+        assert_eq!(keys(&v, w), vec!["a"]);
+        let w = v.apply(
+            Part::Deployments,
+            WatchEvent::Put(entry("/deploy/mine", "{}", 7)),
+        );
+        assert_eq!(keys(&v, w), Vec::<String>::new());
+    }
+
+    #[test]
+    fn registry_changes_wake_only_blocks_that_have_not_started() {
+        let mut v = synced();
+        for id in [
+            "new",
+            "waiting",
+            "failed-by-us",
+            "failed-by-workflow",
+            "running",
+        ] {
+            v.apply(
+                Part::Blocks,
+                WatchEvent::Put(entry(&format!("/pb/{id}"), &block(id, &[]), 2)),
+            );
+        }
+        let states = [
+            ("waiting", r#"{"status": "WAITING"}"#),
+            (
+                "failed-by-us",
+                r#"{"status": "FAILED", "reason": "x", "failed_by": "processing-controller"}"#,
+            ),
+            (
+                "failed-by-workflow",
+                r#"{"status": "FAILED", "reason": "x"}"#,
+            ),
+            ("running", r#"{"status": "RUNNING"}"#),
+        ];
+        for (id, st) in states {
+            v.apply(
+                Part::States,
+                WatchEvent::Put(entry(&format!("/pb/{id}/state"), st, 3)),
+            );
+        }
+        let w = v.apply(
+            Part::Workflows,
+            WatchEvent::Put(entry("/workflow/batch:w:1", r#"{"image": "i"}"#, 4)),
+        );
+        assert_eq!(keys(&v, w), vec!["failed-by-us", "new", "waiting"]);
+    }
+
+    #[test]
+    fn own_writes_are_recorded_unless_the_watch_is_ahead() {
+        let mut v = synced();
+        v.record_deployment("x-workflow", 10);
+        v.record_state("x", r#"{"status": "STARTING"}"#, 10);
+        assert!(v.deployments.contains_key("x-workflow"));
+        assert_eq!(v.states["x"].status.as_deref(), Some("STARTING"));
+        v.apply(
+            Part::Deployments,
+            WatchEvent::Deleted {
+                path: "/deploy/x-workflow".into(),
+                revision: 12,
+            },
+        );
+        v.record_deployment("x-workflow", 10);
+        assert!(!v.deployments.contains_key("x-workflow"));
+    }
+
+    #[test]
+    fn a_relisting_remembers_blocks_that_vanished() {
+        let mut v = synced();
+        v.apply(
+            Part::Blocks,
+            WatchEvent::Put(entry("/pb/gone", &block("gone", &[]), 2)),
+        );
+        v.apply(
+            Part::Blocks,
+            WatchEvent::Listed {
+                revision: 9,
+                entries: Vec::new(),
+            },
+        );
+        assert!(v.was_deleted("gone"));
+        assert!(v.blocks.is_empty());
+    }
+}

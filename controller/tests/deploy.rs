@@ -1,0 +1,564 @@
+//! The controller against a real etcd: deployments, bad input, dependencies, cleanup,
+//! the registry. The controller runs in-process through `sdp_controller::run`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sdp_config::json::to_python_string;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_written_like_python_sdpcfg_gets_the_original_deployment_byte_for_byte()
+-> TestResult {
+    let env = Env::start().await;
+    let _c = env.controller();
+    let id = "realtime-20191121-0000";
+    env.put(
+        &format!("/pb/{id}"),
+        &sdpcfg_block(id, "realtime", "testdask"),
+    )
+    .await;
+
+    let deployment = env.wait_value(&format!("/deploy/{id}-workflow")).await;
+    let expected = to_python_string(&json!({
+        "deploy_id": "realtime-20191121-0000-workflow",
+        "type": "helm",
+        "args": {"chart": "workflow", "values": {
+            "env.SDP_CONFIG_HOST": "127.0.0.1",
+            "env.SDP_HELM_NAMESPACE": "sdp",
+            "pb_id": "realtime-20191121-0000",
+            "wf_image": "nexus.engageska-portugal.pt/sdp-prototype/workflow-testdask:0.1.0"}}
+    }));
+    assert_eq!(deployment, expected);
+    // The wire-format example, as CPython wrote it.
+    assert_eq!(
+        deployment,
+        include_str!("../../config/tests/fixtures/seed_workflow_deployment.json")
+    );
+    let state = env.wait_value(&format!("/pb/{id}/state")).await;
+    assert_eq!(
+        state,
+        "{\n  \"resources_available\": false,\n  \"status\": \"STARTING\"\n}"
+    );
+    Ok(())
+}
+
+/// (key ID, value, substring of the reason).
+fn corpus() -> Vec<(String, String, String)> {
+    let long = "x".repeat(65);
+    let huge = format!(
+        r#"{{"pb_id": "bad-huge", "sbi_id": null, "workflow": {{"type": "realtime", "id": "testdask", "version": "0.1.0"}}, "parameters": {{"data": "{}"}}}}"#,
+        "a".repeat(1_100_000)
+    );
+    let wf = r#"{"type": "realtime", "id": "testdask", "version": "0.1.0"}"#;
+    let block = |id: &str, rest: &str| format!(r#"{{"pb_id": "{id}", "sbi_id": null, {rest}}}"#);
+    vec![
+        ("bad-json".into(), "{\"pb_id\": \"bad-json\",".into(), "is not valid JSON".into()),
+        ("bad-empty".into(), String::new(), "is not valid JSON".into()),
+        ("bad-list".into(), "[1, 2]".into(), "must be a JSON object, found a list".into()),
+        ("bad-string".into(), "\"realtime:testdask:0.1.0\"".into(), "must be a JSON object, found a string".into()),
+        ("bad-null".into(), "null".into(), "must be a JSON object, found null".into()),
+        ("bad-noid".into(), format!(r#"{{"workflow": {wf}}}"#), "missing field `pb_id`".into()),
+        ("bad-idtype".into(), format!(r#"{{"pb_id": 42, "workflow": {wf}}}"#), "field `pb_id` must be a string, found a number".into()),
+        ("bad-nowf".into(), block("bad-nowf", r#""parameters": {}"#), "missing field `workflow`".into()),
+        ("bad-wftype".into(), block("bad-wftype", r#""workflow": "realtime:testdask:0.1.0""#), "field `workflow` must be an object, found a string".into()),
+        ("bad-noversion".into(), block("bad-noversion", r#""workflow": {"type": "realtime", "id": "testdask"}"#), "missing field `workflow.version`".into()),
+        ("bad-kind".into(), block("bad-kind", r#""workflow": {"type": "stream", "id": "testdask", "version": "0.1.0"}"#), "field `workflow.type` must be one of realtime, batch, found \"stream\"".into()),
+        ("bad-wfextra".into(), block("bad-wfextra", r#""workflow": {"type": "realtime", "id": "testdask", "version": "0.1.0", "image": "x"}"#), "must have exactly type, id and version".into()),
+        ("bad-unknownwf".into(), block("bad-unknownwf", r#""workflow": {"type": "realtime", "id": "nosuch", "version": "0.1.0"}"#), "no realtime workflow \"nosuch\" is registered".into()),
+        ("bad-unknownversion".into(), block("bad-unknownversion", r#""workflow": {"type": "realtime", "id": "testdask", "version": "9.9.9"}"#), "unknown version \"9.9.9\" of realtime workflow \"testdask\"; registered versions: 0.1.0".into()),
+        ("bad-wrongkind".into(), block("bad-wrongkind", r#""workflow": {"type": "batch", "id": "testdask", "version": "0.1.0"}"#), "registered batch workflows: teststate".into()),
+        ("bad-params".into(), block("bad-params", &format!(r#""workflow": {wf}, "parameters": [1]"#)), "field `parameters` must be an object, found a list".into()),
+        ("bad-sbi".into(), format!(r#"{{"pb_id": "bad-sbi", "sbi_id": 7, "workflow": {wf}}}"#), "field `sbi_id` must be a string or null, found a number".into()),
+        ("bad-deps".into(), format!(r#"{{"id": "bad-deps", "workflow": {wf}, "dependencies": {{"pb_id": "x"}}}}"#), "field `dependencies` must be a list".into()),
+        ("bad-mismatch".into(), block("other-block", &format!(r#""workflow": {wf}"#)), "its `pb_id` must be \"bad-mismatch\", or store it at /pb/other-block".into()),
+        ("bad-nonascii".into(), block("bad-nonäscii", &format!(r#""workflow": {wf}"#)), "invalid processing block ID \"bad-nonäscii\"".into()),
+        ("bad_underscore".into(), block("bad_underscore", &format!(r#""workflow": {wf}"#)), "invalid processing block ID \"bad_underscore\": must match ^[A-Za-z0-9\\-]{1,64}$".into()),
+        (long.clone(), block(&long, &format!(r#""workflow": {wf}"#)), "at most 64 characters".into()),
+        ("bad-huge".into(), huge, "more than the 1048576 bytes".into()),
+        ("bad-template".into(), block("bad-template", r#""workflow": {"type": "realtime", "id": "tmpl", "version": "1.0"}, "parameters": {"cpu": 2}"#), "deploy.values.resources.limits.memory".into()),
+        ("bad-selfdep".into(), format!(r#"{{"id": "bad-selfdep", "workflow": {wf}, "dependencies": [{{"pb_id": "bad-selfdep"}}]}}"#), "depends on itself".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_blocks_get_a_failed_state_with_a_specific_reason_and_valid_ones_still_deploy()
+-> TestResult {
+    let env = Env::start().await;
+    env.put(
+        "/workflow/realtime:tmpl:1.0",
+        r#"{"image": "reg/tmpl:1.0", "deploy": {"chart": "workflow", "values": {"resources.limits.memory": "{{parameters.memory}}"}}}"#,
+    )
+    .await;
+    let controller = env.controller();
+    let cases = corpus();
+    assert!(cases.len() >= 15);
+    let mut valid = Vec::new();
+    for (i, (id, value, _)) in cases.iter().enumerate() {
+        env.put(&format!("/pb/{id}"), value).await;
+        let good = format!("realtime-20200101-{i:04}");
+        env.put(
+            &format!("/pb/{good}"),
+            &sdpcfg_block(&good, "realtime", "testdask"),
+        )
+        .await;
+        valid.push(good);
+    }
+    // A key the library itself refuses as a path (non-ASCII): no state can be written
+    // for it, but the controller must survive it.
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            format!("--endpoints={}", env.etcd.endpoint()),
+            "put".into(),
+            "2/pb/bäd-key".into(),
+            "{}".into(),
+        ])
+        .output()?;
+    assert!(out.status.success(), "{out:?}");
+    env.put(
+        "/pb/realtime-20200101-9000",
+        &sdpcfg_block("realtime-20200101-9000", "realtime", "testdask"),
+    )
+    .await;
+    valid.push("realtime-20200101-9000".into());
+
+    for (id, _, want) in &cases {
+        let state = env.wait_value(&format!("/pb/{id}/state")).await;
+        let v: serde_json::Value = serde_json::from_str(&state)?;
+        assert_eq!(v["status"], "FAILED", "{id}: {state}");
+        let reason = v["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains(want.as_str()),
+            "{id}: reason {reason:?} lacks {want:?}"
+        );
+        assert_eq!(v["failed_by"], "processing-controller");
+        assert!(
+            env.get(&format!("/deploy/{id}-workflow")).await.is_none(),
+            "{id} deployed"
+        );
+    }
+    for id in &valid {
+        env.wait_value(&format!("/deploy/{id}-workflow")).await;
+        let (status, _) = status_of(&env.wait_value(&format!("/pb/{id}/state")).await);
+        assert_eq!(status, "STARTING");
+    }
+    assert!(controller.is_running(), "the controller exited");
+    assert_eq!(
+        controller.http_get("/healthz").await.map(|r| r.0),
+        Some(200)
+    );
+    let (code, body) = wait_for("/readyz", || async {
+        controller.http_get("/readyz").await.filter(|r| r.0 == 200)
+    })
+    .await;
+    assert_eq!((code, body.as_str()), (200, "ready (leader)\n"));
+    let (_, metrics) = controller.http_get("/metrics").await.unwrap();
+    for want in [
+        "sdp_controller_failures_total{reason=\"invalid_json\"} 2",
+        "sdp_controller_failures_total{reason=\"id_mismatch\"} 1",
+        "sdp_controller_failures_total{reason=\"too_large\"} 1",
+        "sdp_controller_failures_total{reason=\"template_error\"} 1",
+        "sdp_controller_is_leader 1",
+        "sdp_controller_blocks{status=\"FAILED\"}",
+        "sdp_controller_reconcile_duration_seconds_bucket",
+        "sdp_controller_etcd_watch_reconnects_total",
+    ] {
+        assert!(metrics.contains(want), "{want} missing from\n{metrics}");
+    }
+    let started = format!("sdp_controller_deployments_created_total {}", valid.len());
+    assert!(
+        metrics.contains(&started),
+        "{started} missing from\n{metrics}"
+    );
+
+    // The user fixes a block: the controller replaces its own FAILED state and starts it.
+    env.put(
+        "/pb/bad-nowf",
+        &sdpcfg_block("bad-nowf", "realtime", "testdask"),
+    )
+    .await;
+    env.wait_value("/deploy/bad-nowf-workflow").await;
+    let state = env.get("/pb/bad-nowf/state").await.unwrap();
+    assert_eq!(
+        state,
+        "{\n  \"resources_available\": false,\n  \"status\": \"STARTING\"\n}"
+    );
+    controller.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_block_starts_when_its_workflow_is_registered_and_the_database_entry_wins()
+-> TestResult {
+    let env = Env::start().await;
+    let _c = env.controller();
+    let id = "realtime-20200202-0000";
+    let block = sdpcfg_block(id, "realtime", "later");
+    env.put(&format!("/pb/{id}"), &block).await;
+    let (status, reason) = status_of(&env.wait_value(&format!("/pb/{id}/state")).await);
+    assert_eq!(status, "FAILED");
+    assert!(
+        reason.contains("no realtime workflow \"later\""),
+        "{reason}"
+    );
+
+    // The file gains the workflow: the controller replaces its own FAILED state.
+    std::fs::write(
+        &env.registry,
+        registry_json(NEXUS, &[("realtime", "later")]),
+    )?;
+    let deployment = env.wait_value(&format!("/deploy/{id}-workflow")).await;
+    assert!(
+        deployment.contains(&format!("\"wf_image\": \"{NEXUS}/workflow-later:0.1.0\"")),
+        "{deployment}"
+    );
+    let state = env.get(&format!("/pb/{id}/state")).await.unwrap();
+    assert_eq!(
+        state,
+        "{\n  \"resources_available\": false,\n  \"status\": \"STARTING\"\n}"
+    );
+
+    // A database definition overrides the file's.
+    env.put(
+        "/workflow/realtime:testdask:0.1.0",
+        r#"{"image": "db.example/testdask:0.1.0"}"#,
+    )
+    .await;
+    let id2 = "realtime-20200202-0001";
+    env.put(
+        &format!("/pb/{id2}"),
+        &sdpcfg_block(id2, "realtime", "testdask"),
+    )
+    .await;
+    let deployment = env.wait_value(&format!("/deploy/{id2}-workflow")).await;
+    assert!(
+        deployment.contains("\"wf_image\": \"db.example/testdask:0.1.0\""),
+        "{deployment}"
+    );
+
+    // An invalid registry file keeps the last good one.
+    std::fs::write(&env.registry, "{\"workflows\": 5}")?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let id3 = "realtime-20200202-0002";
+    env.put(
+        &format!("/pb/{id3}"),
+        &sdpcfg_block(id3, "realtime", "later"),
+    )
+    .await;
+    env.wait_value(&format!("/deploy/{id3}-workflow")).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_blocks_wait_for_dependencies_start_when_they_finish_and_fail_when_they_fail()
+-> TestResult {
+    let env = Env::start().await;
+    let _c = env.controller();
+    // The dependency runs (its workflow reports RUNNING).
+    env.put(
+        "/pb/pb-test-20200425-00000",
+        &batch_block("pb-test-20200425-00000", &[]),
+    )
+    .await;
+    env.wait_value("/deploy/pb-test-20200425-00000-workflow")
+        .await;
+    env.put(
+        "/pb/pb-test-20200425-00000/state",
+        r#"{"status": "RUNNING", "resources_available": true}"#,
+    )
+    .await;
+    env.put(
+        "/pb/pb-test-20200425-00001",
+        &batch_block("pb-test-20200425-00001", &["pb-test-20200425-00000"]),
+    )
+    .await;
+    env.put(
+        "/pb/pb-test-20200425-00002",
+        &batch_block("pb-test-20200425-00002", &["pb-test-20200425-00000"]),
+    )
+    .await;
+
+    for id in ["pb-test-20200425-00001", "pb-test-20200425-00002"] {
+        let state = env.wait_value(&format!("/pb/{id}/state")).await;
+        let v: serde_json::Value = serde_json::from_str(&state)?;
+        assert_eq!(v["status"], "WAITING", "{state}");
+        assert_eq!(v["resources_available"], false);
+        assert!(
+            v["reason"]
+                .as_str()
+                .unwrap()
+                .contains("pb-test-20200425-00000"),
+            "{state}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        env.get("/deploy/pb-test-20200425-00001-workflow")
+            .await
+            .is_none(),
+        "started while waiting"
+    );
+
+    // The dependency finishes: both start, keeping fields others added to the state.
+    env.put(
+        "/pb/pb-test-20200425-00001/state",
+        &env.get("/pb/pb-test-20200425-00001/state")
+            .await
+            .unwrap()
+            .replacen('{', "{\"note\": \"kept\", ", 1),
+    )
+    .await;
+    env.put(
+        "/pb/pb-test-20200425-00000/state",
+        r#"{"status": "FINISHED", "resources_available": true}"#,
+    )
+    .await;
+    env.wait_value("/deploy/pb-test-20200425-00001-workflow")
+        .await;
+    let state = wait_for("STARTING", || async {
+        env.get("/pb/pb-test-20200425-00001/state")
+            .await
+            .filter(|s| s.contains("STARTING"))
+    })
+    .await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&state)?,
+        json!({"status": "STARTING", "resources_available": false, "note": "kept"})
+    );
+
+    // A block waiting on a dependency that fails fails too, naming it.
+    env.put(
+        "/pb/pb-test-20200425-00003",
+        &batch_block("pb-test-20200425-00003", &[]),
+    )
+    .await;
+    env.wait_value("/deploy/pb-test-20200425-00003-workflow")
+        .await;
+    env.put(
+        "/pb/pb-test-20200425-00004",
+        &batch_block("pb-test-20200425-00004", &["pb-test-20200425-00003"]),
+    )
+    .await;
+    wait_for("WAITING", || async {
+        env.get("/pb/pb-test-20200425-00004/state")
+            .await
+            .filter(|s| s.contains("WAITING"))
+    })
+    .await;
+    env.put(
+        "/pb/pb-test-20200425-00003/state",
+        r#"{"status": "FAILED", "reason": "ran out of memory"}"#,
+    )
+    .await;
+    let state = wait_for("FAILED", || async {
+        env.get("/pb/pb-test-20200425-00004/state")
+            .await
+            .filter(|s| s.contains("FAILED"))
+    })
+    .await;
+    let (_, reason) = status_of(&state);
+    assert!(reason.contains("depends on processing block pb-test-20200425-00003, which is FAILED (its reason: ran out of memory)"), "{reason}");
+    assert!(
+        env.get("/deploy/pb-test-20200425-00004-workflow")
+            .await
+            .is_none()
+    );
+    // The failed dependency's own state (written by its workflow) is untouched.
+    assert_eq!(
+        env.get("/pb/pb-test-20200425-00003/state").await.unwrap(),
+        r#"{"status": "FAILED", "reason": "ran out of memory"}"#
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_block_removes_its_deployments_and_nothing_else() -> TestResult {
+    let env = Env::start().await;
+    let _c = env.controller();
+    let id = "realtime-20191121-0000";
+    let sibling = "realtime-20191121-0000-x"; // shares the prefix
+    for b in [id, sibling] {
+        env.put(
+            &format!("/pb/{b}"),
+            &sdpcfg_block(b, "realtime", "testdask"),
+        )
+        .await;
+        env.wait_value(&format!("/deploy/{b}-workflow")).await;
+    }
+    // What the workflow and the deployer add.
+    env.put(
+        &format!("/deploy/{id}-dask"),
+        r#"{"deploy_id": "x", "type": "helm", "args": {"chart": "dask"}}"#,
+    )
+    .await;
+    env.put(
+        &format!("/deploy/{id}-dask/state"),
+        r#"{"status": "DEPLOYED"}"#,
+    )
+    .await;
+    env.put(&format!("/deploy/proc-{id}-receive"), "{}").await;
+    env.put(
+        &format!("/deploy/{id}-workflow/state"),
+        r#"{"status": "DEPLOYED"}"#,
+    )
+    .await;
+    env.put(&format!("/deploy/{sibling}-dask"), "{}").await;
+    env.put(
+        "/deploy/mine",
+        r#"{"deploy_id": "mine", "type": "helm", "args": {"chart": "x"}}"#,
+    )
+    .await;
+    env.put("/deploy/mine/state", "{}").await;
+    env.put("/deploy/realtime-x", "{}").await;
+
+    env.delete_tree(&format!("/pb/{id}")).await;
+    let left = wait_for("cleanup", || async {
+        let keys = env.keys("/deploy/").await;
+        (!keys.iter().any(|k| {
+            k.starts_with(&format!("/deploy/{id}-workflow"))
+                || k.contains("-receive")
+                || k.ends_with(&format!("{id}-dask"))
+        }))
+        .then_some(keys)
+    })
+    .await;
+    let mut expected = vec![
+        "/deploy/mine".to_string(),
+        "/deploy/mine/state".into(),
+        "/deploy/realtime-x".into(),
+        format!("/deploy/{sibling}-dask"),
+        format!("/deploy/{sibling}-workflow"),
+    ];
+    expected.sort();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut now = env.keys("/deploy/").await;
+    now.sort();
+    assert_eq!(now, expected, "after deletion: {left:?}");
+    assert!(env.get(&format!("/pb/{sibling}/state")).await.is_some());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_changed_while_the_controller_was_down_is_handled_at_start() -> TestResult {
+    let env = Env::start().await;
+    // Deployments of blocks deleted while no controller ran, and blocks waiting.
+    env.put("/deploy/realtime-20190101-0000-workflow", "{}")
+        .await;
+    env.put("/deploy/realtime-20190101-0000-workflow/state", "{}")
+        .await;
+    env.put("/deploy/proc-pb-mvp01-20200425-00009-workflow", "{}")
+        .await;
+    env.put("/deploy/handmade-thing", "{}").await;
+    env.put(
+        "/pb/realtime-20190101-0001",
+        &sdpcfg_block("realtime-20190101-0001", "realtime", "testdask"),
+    )
+    .await;
+    env.put(
+        "/pb/realtime-20190101-0002",
+        &sdpcfg_block("realtime-20190101-0002", "realtime", "testdask"),
+    )
+    .await;
+    // A block started long ago whose workflow wrote its own state: left alone.
+    env.put(
+        "/pb/realtime-20190101-0002/state",
+        r#"{"state": "executing", "subarray": "x"}"#,
+    )
+    .await;
+    let _c = env.controller();
+    env.wait_value("/deploy/realtime-20190101-0001-workflow")
+        .await;
+    let keys = wait_for("orphans removed", || async {
+        let keys = env.keys("/deploy/").await;
+        (!keys
+            .iter()
+            .any(|k| k.contains("20190101-0000") || k.contains("00009")))
+        .then_some(keys)
+    })
+    .await;
+    assert_eq!(
+        keys,
+        vec![
+            "/deploy/handmade-thing",
+            "/deploy/realtime-20190101-0001-workflow"
+        ]
+    );
+    assert_eq!(
+        env.get("/pb/realtime-20190101-0002/state").await.unwrap(),
+        r#"{"state": "executing", "subarray": "x"}"#
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_template_in_the_database_renders_the_deployment() -> TestResult {
+    let env = Env::start().await;
+    env.put(
+        "/workflow/batch:big:2.0",
+        r#"{"image": "reg/big:2.0", "deploy": {"chart": "big-{{workflow.version}}", "values": {
+            "image": "{{image}}", "env.PB": "{{pb_id}}", "resources.limits.memory": "{{parameters.memory}}",
+            "sbi": "{{sbi_id}}", "ns": "{{namespace}}", "replicas": 2}}}"#,
+    )
+    .await;
+    let _c = env.controller();
+    env.put(
+        "/pb/pb-big-20200101-00000",
+        r#"{"id": "pb-big-20200101-00000", "sbi_id": "sbi-1", "workflow": {"type": "batch", "id": "big", "version": "2.0"}, "parameters": {"memory": "4Gi"}}"#,
+    )
+    .await;
+    let deployment = env
+        .wait_value("/deploy/pb-big-20200101-00000-workflow")
+        .await;
+    assert_eq!(
+        deployment,
+        to_python_string(
+            &json!({"deploy_id": "pb-big-20200101-00000-workflow", "type": "helm", "args": {"chart": "big-2.0", "values": {
+            "image": "reg/big:2.0", "env.PB": "pb-big-20200101-00000", "resources.limits.memory": "4Gi",
+            "sbi": "sbi-1", "ns": "sdp", "replicas": 2}}})
+        )
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_can_be_downloaded_over_http() -> TestResult {
+    let env = Env::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let body = registry_json("web.example/sdp", &[]);
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    let mut settings = env.settings();
+    settings.workflows_url = format!("http://{addr}/workflows.json");
+    let _c = InProcess::start(settings);
+    env.put(
+        "/pb/realtime-20200303-0000",
+        &sdpcfg_block("realtime-20200303-0000", "realtime", "testdask"),
+    )
+    .await;
+    let deployment = env
+        .wait_value("/deploy/realtime-20200303-0000-workflow")
+        .await;
+    assert!(
+        deployment.contains("\"wf_image\": \"web.example/sdp/workflow-testdask:0.1.0\""),
+        "{deployment}"
+    );
+    Ok(())
+}
