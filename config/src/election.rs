@@ -137,29 +137,52 @@ impl Election {
 
     /// Follow leadership changes: the receiver holds the current leader's value
     /// (`None` while there is none) and changes as leaders come and go.
+    ///
+    /// etcd's own Observe stream never reports "no leader", so this watches the
+    /// election's candidate keys instead and asks for the leader after every change.
     pub fn observe(&self) -> watch::Receiver<Option<String>> {
         let (tx, rx) = watch::channel(None);
         let election = self.clone();
         tokio::spawn(async move {
+            let mut prefix = election.raw_name.clone();
+            prefix.push(b'/');
+            let end = crate::path::prefix_end(&prefix);
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(3));
             while !tx.is_closed() {
-                if let Ok(value) = election.leader().await {
+                // Read the leader, then watch for any candidate change after that read.
+                let from = match election.db.current_revision().await {
+                    Ok(rev) => rev + 1,
+                    Err(_) => {
+                        tokio::select! {
+                            () = tx.closed() => return,
+                            () = tokio::time::sleep(backoff.next_delay()) => continue,
+                        }
+                    }
+                };
+                let publish = |value: Option<String>| {
                     tx.send_if_modified(|cur| {
                         let changed = *cur != value;
                         *cur = value;
                         changed
                     });
+                };
+                if let Ok(value) = election.leader().await {
+                    publish(value);
                 }
                 let mut client = election.db.client();
-                if let Ok(mut stream) = client.observe(election.raw_name.clone()).await {
+                let opts = WatchOptions::new().with_range(end.clone()).with_start_revision(from);
+                if let Ok(mut stream) = client.watch(prefix.clone(), Some(opts)).await {
                     backoff.reset();
                     loop {
                         tokio::select! {
                             () = tx.closed() => return,
                             m = stream.message() => match m {
-                                Ok(Some(resp)) => {
-                                    let value = resp.kv().map(|kv| String::from_utf8_lossy(kv.value()).into_owned());
-                                    let _ = tx.send(value);
+                                Ok(Some(resp)) if resp.compact_revision() == 0 => {
+                                    if !resp.events().is_empty() {
+                                        if let Ok(value) = election.leader().await {
+                                            publish(value);
+                                        }
+                                    }
                                 }
                                 _ => break,
                             },

@@ -87,6 +87,9 @@ pub enum Error {
     /// The operation was cancelled by the caller (shutdown).
     #[error("cancelled")]
     Cancelled,
+    /// An error raised by the caller's own code inside a transaction body.
+    #[error(transparent)]
+    Other(#[from] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {

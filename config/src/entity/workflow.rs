@@ -167,6 +167,14 @@ impl WorkflowRegistry {
         self.file.keys().chain(self.db.keys()).collect::<std::collections::BTreeSet<_>>().len()
     }
 
+    /// Every registered workflow (file and database), sorted, each once.
+    pub fn workflows(&self) -> impl Iterator<Item = &WorkflowRef> {
+        let mut keys: Vec<_> = self.file.keys().chain(self.db.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter().filter_map(|k| self.db.get(k).or_else(|| self.file.get(k)).map(|d| &d.workflow))
+    }
+
     /// True when there is no definition at all.
     pub fn is_empty(&self) -> bool {
         self.file.is_empty() && self.db.is_empty()
