@@ -520,6 +520,64 @@ pub fn free_port() -> u16 {
         .expect("cannot bind a port on 127.0.0.1")
 }
 
+/// Path of the stand-in `helm` (the `fake-helm` binary of this crate, see
+/// `src/bin/fake-helm.rs` and its modules) in the target directory of the running test executable
+/// (`target/<profile>/fake-helm`), building it with
+/// `cargo build -p sdp-testing --bin fake-helm` first if it is missing or older than its
+/// source. Tests put it on PATH or pass it as the deployer's helm binary, with
+/// `FAKE_HELM_DIR` set to a directory of their own.
+///
+/// # Panics
+///
+/// If the binary cannot be built: no test that needs it could run.
+pub fn fake_helm_path() -> PathBuf {
+    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(path) = built.as_ref() {
+        return path.clone();
+    }
+    // target/<profile>/deps/<test>-<hash> (tests) or target/<profile>/<bin> (binaries).
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut profile_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        profile_dir.pop();
+    }
+    let path = profile_dir.join("fake-helm");
+    let bin_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin");
+    let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    // The newest of src/bin/fake-helm.rs and its modules in src/bin/fake-helm/.
+    let sources = fs::read_dir(bin_dir.join("fake-helm"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .chain([bin_dir.join("fake-helm.rs")]);
+    let source = sources.filter_map(|p| modified(&p)).max();
+    let stale = match (modified(&path), source) {
+        (Some(bin), Some(src)) => bin < src,
+        (None, _) => true,
+        (Some(_), None) => false,
+    };
+    if stale {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "sdp-testing", "--bin", "fake-helm"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        if let Some(target) = profile_dir.parent() {
+            cmd.env("CARGO_TARGET_DIR", target);
+        }
+        let status = cmd.current_dir(env!("CARGO_MANIFEST_DIR")).status();
+        #[allow(clippy::panic)] // documented: the tests that call this cannot run without it
+        if !status.as_ref().is_ok_and(|s| s.success()) || !path.exists() {
+            panic!("cannot build fake-helm at {} ({status:?})", path.display());
+        }
+    }
+    *built = Some(path.clone());
+    path
+}
+
 fn bind_any() -> io::Result<TcpListener> {
     TcpListener::bind((HOST, 0))
 }

@@ -1,0 +1,369 @@
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sdp_config::entity::{DeploymentState, DeploymentStatus};
+use serde_json::json;
+
+use super::*;
+use crate::chart::ResolvedChart;
+use crate::spec::{Desired, HelmSpec};
+
+const POLICY: Policy = Policy {
+    max_attempts: 3,
+    stale_after: Duration::from_secs(60),
+    busy_poll: Duration::from_secs(5),
+};
+
+fn spec(digest: &str, replace: bool) -> Desired {
+    Desired::Helm(Box::new(HelmSpec {
+        deploy_id: "d".into(),
+        release: "d".into(),
+        namespace: "sdp".into(),
+        chart: ResolvedChart {
+            reference: "/charts/dask".into(),
+            name: "dask".into(),
+        },
+        values: json!({}),
+        digest: digest.into(),
+        replace_on_change: replace,
+    }))
+}
+
+fn state(status: DeploymentStatus, digest: &str, attempts: i64) -> DeploymentState {
+    DeploymentState {
+        status: Some(status.as_str().into()),
+        release: Some("d".into()),
+        namespace: Some("sdp".into()),
+        revision: Some(1),
+        digest: Some(digest.into()),
+        attempts: Some(attempts),
+        message: Some("m".into()),
+        updated: None,
+        extra: Default::default(),
+    }
+}
+
+fn owned(status: ReleaseStatus, digest: Option<&str>, detailed: bool) -> Observation {
+    Observation::Owned(OwnedRelease {
+        status,
+        revision: 3,
+        updated: Some(Utc::now()),
+        digest: digest.map(String::from),
+        last_good: Some(2),
+        detailed,
+    })
+}
+
+fn mem(observed: Observation) -> Memory {
+    Memory {
+        observed,
+        ..Default::default()
+    }
+}
+
+fn plan(desired: Option<&Desired>, st: Option<&DeploymentState>, memory: &Memory) -> Plan {
+    decide(&Situation {
+        desired,
+        state: st,
+        orphan_states: false,
+        memory,
+        policy: &POLICY,
+        now: Instant::now(),
+        wall: Utc::now(),
+    })
+}
+
+#[test]
+fn an_unchanged_deployed_spec_needs_no_helm_call_even_after_a_restart() {
+    let d = spec("a", false);
+    let st = state(DeploymentStatus::Deployed, "a", 1);
+    for observed in [
+        Observation::Unknown,
+        owned(ReleaseStatus::Deployed, None, false),
+    ] {
+        assert_eq!(plan(Some(&d), Some(&st), &mem(observed)), Plan::Nothing);
+    }
+}
+
+#[test]
+fn a_new_entry_is_probed_then_installed() {
+    let d = spec("a", false);
+    assert_eq!(
+        plan(Some(&d), None, &mem(Observation::Unknown)),
+        Plan::Probe
+    );
+    assert_eq!(
+        plan(Some(&d), None, &mem(Observation::Absent)),
+        Plan::Apply(ApplyKind::Install, 1)
+    );
+}
+
+#[test]
+fn a_changed_spec_upgrades_or_replaces_a_known_release_without_probing() {
+    let st = state(DeploymentStatus::Deployed, "old", 1);
+    let m = mem(owned(ReleaseStatus::Deployed, Some("old"), true));
+    assert_eq!(
+        plan(Some(&spec("new", false)), Some(&st), &m),
+        Plan::Apply(ApplyKind::Upgrade, 1)
+    );
+    assert_eq!(
+        plan(Some(&spec("new", true)), Some(&st), &m),
+        Plan::Apply(ApplyKind::Replace, 1)
+    );
+    // Known only from a listing: look at its history first.
+    let listed = mem(owned(ReleaseStatus::Deployed, None, false));
+    assert_eq!(
+        plan(Some(&spec("new", false)), Some(&st), &listed),
+        Plan::Probe
+    );
+}
+
+#[test]
+fn an_operation_interrupted_by_a_crash_is_adopted_when_helm_finished_it() {
+    let d = spec("a", false);
+    let st = state(DeploymentStatus::Installing, "a", 1);
+    assert_eq!(
+        plan(Some(&d), Some(&st), &mem(Observation::Unknown)),
+        Plan::Probe
+    );
+    let m = mem(owned(ReleaseStatus::Deployed, Some("a"), true));
+    assert_eq!(plan(Some(&d), Some(&st), &m), Plan::Adopt(3));
+    // Finished with another spec: upgrade, counting the interrupted attempt.
+    let m = mem(owned(ReleaseStatus::Deployed, Some("other"), true));
+    assert_eq!(
+        plan(Some(&d), Some(&st), &m),
+        Plan::Apply(ApplyKind::Upgrade, 2)
+    );
+}
+
+#[test]
+fn failures_count_up_to_the_limit_then_stay_failed_until_the_spec_changes() {
+    let d = spec("a", false);
+    let mut m = mem(Observation::Absent);
+    m.digest = Some("a".into());
+    m.attempts = 2;
+    assert_eq!(plan(Some(&d), None, &m), Plan::Apply(ApplyKind::Install, 3));
+    m.attempts = 3;
+    let Plan::Report(r) = plan(Some(&d), None, &m) else {
+        panic!()
+    };
+    assert_eq!((r.status, r.attempts), (DeploymentStatus::Failed, Some(3)));
+    // Once FAILED is written (also after a restart: attempts come from the state)…
+    let failed = state(DeploymentStatus::Failed, "a", 3);
+    assert_eq!(
+        plan(Some(&d), Some(&failed), &mem(Observation::Unknown)),
+        Plan::Nothing
+    );
+    // …until the spec changes: the count starts again.
+    assert_eq!(
+        plan(
+            Some(&spec("b", false)),
+            Some(&failed),
+            &mem(Observation::Absent)
+        ),
+        Plan::Apply(ApplyKind::Install, 1)
+    );
+}
+
+#[test]
+fn a_retry_waits_for_its_backoff_but_a_changed_spec_does_not() {
+    let mut m = mem(Observation::Absent);
+    m.digest = Some("a".into());
+    m.attempts = 1;
+    let at = Instant::now() + Duration::from_secs(30);
+    m.retry_at = Some(at);
+    assert_eq!(
+        plan(Some(&spec("a", false)), None, &m),
+        Plan::Wait(at, None)
+    );
+    assert_eq!(
+        plan(Some(&spec("b", false)), None, &m),
+        Plan::Apply(ApplyKind::Install, 1)
+    );
+}
+
+#[test]
+fn a_pending_release_left_by_us_is_recovered_at_once() {
+    let d = spec("a", false);
+    let st = state(DeploymentStatus::Pending, "a", 1);
+    let mut m = mem(owned(ReleaseStatus::PendingInstall, None, true));
+    m.left_pending = true;
+    assert_eq!(
+        plan(Some(&d), Some(&st), &m),
+        Plan::Recover(Recovery::Reinstall, 2)
+    );
+    m.observed = owned(ReleaseStatus::PendingUpgrade, None, true);
+    assert_eq!(
+        plan(Some(&d), Some(&st), &m),
+        Plan::Recover(Recovery::Rollback(2), 2)
+    );
+    m.observed = Observation::Owned(OwnedRelease {
+        last_good: None,
+        ..match owned(ReleaseStatus::PendingRollback, None, true) {
+            Observation::Owned(o) => o,
+            _ => unreachable!(),
+        }
+    });
+    assert_eq!(
+        plan(Some(&d), Some(&st), &m),
+        Plan::Recover(Recovery::Reinstall, 2)
+    );
+}
+
+#[test]
+fn a_pending_release_of_another_helm_is_waited_for_until_it_is_stale() {
+    let d = spec("a", false);
+    let m = mem(owned(ReleaseStatus::PendingUpgrade, None, true));
+    let Plan::Wait(_, Some(note)) = plan(Some(&d), None, &m) else {
+        panic!()
+    };
+    assert_eq!(note.status, DeploymentStatus::Pending);
+    assert!(note.message.contains("pending-upgrade"), "{}", note.message);
+    let old = Observation::Owned(OwnedRelease {
+        updated: Some(Utc::now() - chrono::Duration::seconds(120)),
+        ..match owned(ReleaseStatus::PendingUpgrade, None, true) {
+            Observation::Owned(o) => o,
+            _ => unreachable!(),
+        }
+    });
+    assert_eq!(
+        plan(Some(&d), None, &mem(old)),
+        Plan::Recover(Recovery::Rollback(2), 1)
+    );
+    // Pending, but only known from a listing: get its history first.
+    assert_eq!(
+        plan(
+            Some(&d),
+            None,
+            &mem(owned(ReleaseStatus::PendingInstall, None, false))
+        ),
+        Plan::Probe
+    );
+}
+
+#[test]
+fn a_foreign_release_is_never_touched() {
+    let d = spec("a", false);
+    let Plan::Report(r) = plan(Some(&d), None, &mem(Observation::Foreign)) else {
+        panic!()
+    };
+    assert_eq!(r.status, DeploymentStatus::Failed);
+    assert!(
+        r.message.contains("not installed by sdp-deployer"),
+        "{}",
+        r.message
+    );
+    // Reported once.
+    let mut st = render_state(None, &r, "sdp", Utc::now());
+    st.updated = None;
+    assert_eq!(
+        plan(Some(&d), Some(&st), &mem(Observation::Foreign)),
+        Plan::Nothing
+    );
+    // Gone entries never uninstall what is not ours.
+    assert_eq!(plan(None, None, &mem(Observation::Foreign)), Plan::Nothing);
+}
+
+#[test]
+fn a_vanished_release_is_reinstalled_after_a_listing_shows_it_missing() {
+    let d = spec("a", false);
+    let st = state(DeploymentStatus::Deployed, "a", 1);
+    assert_eq!(
+        plan(Some(&d), Some(&st), &mem(Observation::NotListed)),
+        Plan::Probe
+    );
+    assert_eq!(
+        plan(Some(&d), Some(&st), &mem(Observation::Absent)),
+        Plan::Apply(ApplyKind::Install, 1)
+    );
+}
+
+#[test]
+fn a_deleted_entry_uninstalls_its_release_then_forgets_its_state() {
+    assert_eq!(
+        plan(
+            None,
+            None,
+            &mem(owned(ReleaseStatus::Deployed, None, false))
+        ),
+        Plan::Uninstall
+    );
+    assert_eq!(plan(None, None, &mem(Observation::Unknown)), Plan::Probe);
+    let s = Situation {
+        desired: None,
+        state: None,
+        orphan_states: true,
+        memory: &mem(Observation::Absent),
+        policy: &POLICY,
+        now: Instant::now(),
+        wall: Utc::now(),
+    };
+    assert_eq!(decide(&s), Plan::Forget);
+    assert_eq!(plan(None, None, &mem(Observation::Absent)), Plan::Nothing);
+}
+
+#[test]
+fn refused_and_unhandled_entries_are_reported_once_and_leave_the_release_alone() {
+    let refused = Desired::Refused("chart \"../../etc\" is not allowed".into());
+    let prev = state(DeploymentStatus::Deployed, "a", 1);
+    let Plan::Report(r) = plan(
+        Some(&refused),
+        Some(&prev),
+        &mem(owned(ReleaseStatus::Deployed, None, false)),
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        (r.status, r.release.as_deref(), r.revision),
+        (DeploymentStatus::Failed, Some("d"), Some(1))
+    );
+    let mut st = render_state(Some(&prev), &r, "sdp", Utc::now());
+    st.updated = None;
+    assert_eq!(
+        plan(Some(&refused), Some(&st), &mem(Observation::Unknown)),
+        Plan::Nothing
+    );
+
+    let other = Desired::NotHandled("process-direct");
+    let Plan::Report(r) = plan(Some(&other), None, &mem(Observation::Unknown)) else {
+        panic!()
+    };
+    assert_eq!(r.status, DeploymentStatus::Pending);
+    assert!(
+        r.message.contains("process-direct are not handled"),
+        "{}",
+        r.message
+    );
+}
+
+#[test]
+fn rendered_states_keep_unknown_fields_and_use_rfc3339() {
+    let mut prev = state(DeploymentStatus::Deployed, "a", 1);
+    prev.extra.insert("pods_ready".into(), json!(2));
+    let r = Report {
+        status: DeploymentStatus::Upgrading,
+        release: Some("d".into()),
+        revision: Some(1),
+        digest: Some("b".into()),
+        attempts: Some(1),
+        message: "upgrading".into(),
+    };
+    let st = render_state(Some(&prev), &r, "sdp", Utc::now());
+    assert_eq!(st.extra["pods_ready"], 2);
+    assert!(chrono::DateTime::parse_from_rfc3339(st.updated.as_deref().unwrap()).is_ok());
+    assert!(already_reported(Some(&st), &r));
+}
+
+#[test]
+fn backoff_grows_from_the_initial_delay_to_the_cap() {
+    let (i, m) = (Duration::from_secs(2), Duration::from_secs(300));
+    for attempt in 1..=12 {
+        let d = backoff(i, m, attempt);
+        let full = (i * 2u32.pow(attempt - 1)).min(m);
+        assert!(
+            d >= full / 2 && d <= full,
+            "attempt {attempt}: {d:?} vs {full:?}"
+        );
+    }
+    assert!(backoff(i, m, 100) <= m);
+}

@@ -1,0 +1,170 @@
+//! Prometheus metrics and the health flags served over HTTP.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of helm operations.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    /// `install`, `upgrade`, `replace`, `uninstall`, `rollback`, `probe`, `list`, `repo`.
+    pub kind: String,
+    /// `ok`, `error`, `timeout`, `busy`, `cancelled`.
+    pub result: String,
+}
+
+/// Labels of durations.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// Operation kind.
+    pub kind: String,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 18))
+}
+
+/// Everything the deployer counts.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Helm operations by kind and result.
+    pub operations: Family<OpLabels, Counter>,
+    /// Helm operation durations by kind.
+    pub durations: Family<KindLabels, Histogram, fn() -> Histogram>,
+    /// Releases waiting for a worker.
+    pub queue_depth: Gauge,
+    /// Helm operations running.
+    pub in_flight: Gauge,
+    /// Retries scheduled after failed helm calls.
+    pub retries: Counter,
+    /// Deployments given up on (FAILED after the last attempt).
+    pub failed: Counter,
+    /// Resyncs by result.
+    pub resyncs: Family<OpLabels, Counter>,
+    /// 1 while this replica is the leader.
+    pub is_leader: Gauge,
+    /// Deployment entries in view.
+    pub entries: Gauge,
+    /// Connected to the configuration database.
+    pub connected: AtomicBool,
+    /// Leader with its first listing done, or standing by.
+    pub ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Create and register everything.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sdp_deployer");
+        let operations = Family::<OpLabels, Counter>::default();
+        let durations = Family::<KindLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram,
+        );
+        let queue_depth = Gauge::default();
+        let in_flight = Gauge::default();
+        let retries = Counter::default();
+        let failed = Counter::default();
+        let resyncs = Family::<OpLabels, Counter>::default();
+        let is_leader = Gauge::default();
+        let entries = Gauge::default();
+        registry.register(
+            "helm_operations",
+            "Helm operations by kind and result",
+            operations.clone(),
+        );
+        registry.register(
+            "helm_operation_duration_seconds",
+            "Duration of helm operations",
+            durations.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Releases waiting for a helm worker",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "helm_in_flight",
+            "Helm operations running",
+            in_flight.clone(),
+        );
+        registry.register(
+            "retries",
+            "Retries scheduled after failed helm calls",
+            retries.clone(),
+        );
+        registry.register(
+            "failed",
+            "Deployments given up on after their last attempt",
+            failed.clone(),
+        );
+        registry.register(
+            "resyncs",
+            "Resyncs with the release list by result",
+            resyncs.clone(),
+        );
+        registry.register(
+            "is_leader",
+            "1 while this replica leads and runs helm",
+            is_leader.clone(),
+        );
+        registry.register("entries", "Deployment entries seen", entries.clone());
+        Metrics {
+            registry,
+            operations,
+            durations,
+            queue_depth,
+            in_flight,
+            retries,
+            failed,
+            resyncs,
+            is_leader,
+            entries,
+            connected: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Count one helm operation.
+    pub fn operation(&self, kind: &str, result: &str, took: Duration) {
+        self.operations
+            .get_or_create(&OpLabels {
+                kind: kind.into(),
+                result: result.into(),
+            })
+            .inc();
+        self.durations
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Set readiness.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Readiness.
+    pub fn is_ready(&self) -> bool {
+        self.connected.load(Ordering::Relaxed) && self.ready.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,231 @@
+//! Settings: command-line flags, each also read from its `SDP_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sdp_config::ConnectionSettings;
+
+/// Where releases go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// `helm upgrade --install` into the cluster of the current kubeconfig.
+    Cluster,
+    /// `helm template` into `<render dir>/<namespace>/<release>.yaml` (no cluster needed).
+    Render,
+}
+
+/// Everything the deployer can be told.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "sdp-deployer",
+    version,
+    about = "SDP Helm deployer: /deploy entries in, Helm releases out"
+)]
+pub struct Settings {
+    /// Configuration database connection.
+    #[command(flatten)]
+    pub connection: ConnectionSettings,
+
+    /// Kubernetes namespace every release is installed in.
+    #[arg(long, env = "SDP_HELM_NAMESPACE", default_value = "sdp")]
+    pub helm_namespace: String,
+
+    /// The helm binary.
+    #[arg(long, env = "SDP_HELM", default_value = "helm")]
+    pub helm: PathBuf,
+
+    /// Seconds one helm call may take before it is stopped (SIGTERM, then SIGKILL).
+    #[arg(long, env = "SDP_HELM_TIMEOUT", default_value_t = 300.0)]
+    pub helm_timeout: f64,
+
+    /// Seconds between SIGTERM and SIGKILL when a helm call is stopped.
+    #[arg(long, env = "SDP_HELM_KILL_GRACE", default_value_t = 5.0)]
+    pub helm_kill_grace: f64,
+
+    /// Prefix of every release name.
+    #[arg(long, env = "SDP_HELM_PREFIX", default_value = "")]
+    pub helm_prefix: String,
+
+    /// Helm operations running at once.
+    #[arg(long, env = "SDP_HELM_CONCURRENCY", default_value_t = 4)]
+    pub helm_concurrency: usize,
+
+    /// `cluster` (install releases) or `render` (write manifests with `helm template`).
+    #[arg(long, env = "SDP_HELM_TARGET", value_enum, default_value_t = Target::Cluster)]
+    pub helm_target: Target,
+
+    /// Directory of rendered manifests (render target).
+    #[arg(long, env = "SDP_RENDER_DIR", default_value = "out")]
+    pub render_dir: PathBuf,
+
+    /// Directory of the bundled charts: a chart name without `/` is a directory here.
+    #[arg(long, env = "SDP_CHARTS_DIR", default_value = "/charts")]
+    pub charts_dir: PathBuf,
+
+    /// Helm repositories, comma-separated `name=url`, added at start and refreshed on
+    /// the resync interval; charts `name/chart` come from them.
+    #[arg(long, env = "SDP_HELM_REPOS", default_value = "")]
+    pub helm_repos: String,
+
+    /// Repository names mapped to local directories, comma-separated `name=dir`.
+    /// `stable` maps to the charts directory unless given here.
+    #[arg(long, env = "SDP_HELM_REPO_DIRS", default_value = "")]
+    pub helm_repo_dirs: String,
+
+    /// Allowed OCI chart prefixes, comma-separated (`oci://registry/path`); none by default.
+    #[arg(long, env = "SDP_HELM_OCI_ALLOW", default_value = "")]
+    pub helm_oci_allow: String,
+
+    /// Charts whose releases are replaced (uninstall + install) instead of upgraded when
+    /// their deployment changes, comma-separated chart names. The `workflow` chart
+    /// renders a bare Pod, whose spec Kubernetes does not let `helm upgrade` change.
+    #[arg(long, env = "SDP_HELM_REPLACE_CHARTS", default_value = "workflow")]
+    pub helm_replace_charts: String,
+
+    /// Seconds between resyncs (list owned releases, remove orphans, reinstall missing ones).
+    #[arg(long, env = "SDP_HELM_RESYNC", default_value_t = 300.0)]
+    pub helm_resync: f64,
+
+    /// Helm attempts per deployment spec before it is FAILED.
+    #[arg(long, env = "SDP_HELM_RETRIES", default_value_t = 6)]
+    pub helm_retries: u32,
+
+    /// Seconds before the first retry; doubles on each failure (with jitter).
+    #[arg(long, env = "SDP_HELM_BACKOFF", default_value_t = 2.0)]
+    pub helm_backoff: f64,
+
+    /// Longest delay between retries, in seconds.
+    #[arg(long, env = "SDP_HELM_BACKOFF_MAX", default_value_t = 300.0)]
+    pub helm_backoff_max: f64,
+
+    /// Seconds running helm calls may take to finish after SIGTERM before they are stopped.
+    #[arg(long, env = "SDP_SHUTDOWN_GRACE", default_value_t = 30.0)]
+    pub shutdown_grace: f64,
+
+    /// Time to live of the leader lease, in seconds (a dead leader is replaced within it).
+    #[arg(long, env = "SDP_LEADER_TTL", default_value_t = 10)]
+    pub leader_ttl: u64,
+
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    #[arg(long, env = "SDP_HTTP_ADDR", default_value = "0.0.0.0:8081")]
+    pub http_addr: SocketAddr,
+
+    /// Log filter (an `EnvFilter` directive such as `info` or `sdp_deployer=debug`).
+    #[arg(long, env = "SDP_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log as JSON lines.
+    #[arg(long, env = "SDP_LOG_JSON", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub log_json: bool,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(if s.is_finite() {
+        s.clamp(0.0, 1e7)
+    } else {
+        0.0
+    })
+}
+
+/// Parse a comma-separated `name=value` list (empty items ignored).
+///
+/// # Errors
+/// An item without `=` or with an empty side, naming the setting.
+pub fn parse_pairs(setting: &str, text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(format!("{setting}: {item:?} is not name=value")),
+        })
+        .collect()
+}
+
+/// Parse a comma-separated list (empty items ignored).
+pub fn parse_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+impl Settings {
+    /// Per-call helm timeout.
+    pub fn helm_timeout(&self) -> Duration {
+        secs(self.helm_timeout).max(Duration::from_millis(100))
+    }
+
+    /// SIGTERM → SIGKILL grace.
+    pub fn helm_kill_grace(&self) -> Duration {
+        secs(self.helm_kill_grace)
+    }
+
+    /// Resync interval.
+    pub fn resync(&self) -> Duration {
+        secs(self.helm_resync).max(Duration::from_millis(100))
+    }
+
+    /// First retry delay.
+    pub fn backoff(&self) -> Duration {
+        secs(self.helm_backoff).max(Duration::from_millis(1))
+    }
+
+    /// Retry delay cap.
+    pub fn backoff_max(&self) -> Duration {
+        secs(self.helm_backoff_max).max(self.backoff())
+    }
+
+    /// Shutdown grace.
+    pub fn shutdown_grace(&self) -> Duration {
+        secs(self.shutdown_grace)
+    }
+
+    /// Helm operations at once (at least one).
+    pub fn concurrency(&self) -> usize {
+        self.helm_concurrency.max(1)
+    }
+
+    /// A pending release older than this, not known to be ours in flight, is stuck.
+    pub fn stale_after(&self) -> Duration {
+        self.helm_timeout() + self.helm_kill_grace() + Duration::from_secs(30)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = Settings::try_parse_from(["sdp-deployer"]).unwrap();
+        assert_eq!(s.helm_namespace, "sdp");
+        assert_eq!(s.helm_timeout(), Duration::from_secs(300));
+        assert_eq!(s.concurrency(), 4);
+        assert_eq!(s.helm_target, Target::Cluster);
+        assert_eq!(s.charts_dir, PathBuf::from("/charts"));
+        assert_eq!(s.http_addr.to_string(), "0.0.0.0:8081");
+        assert!(!s.log_json);
+    }
+
+    #[test]
+    fn pairs_and_lists_parse_and_report_bad_items() {
+        assert_eq!(
+            parse_pairs("SDP_HELM_REPOS", " a=http://x , ,b=http://y").unwrap(),
+            vec![
+                ("a".into(), "http://x".into()),
+                ("b".into(), "http://y".into())
+            ]
+        );
+        let err = parse_pairs("SDP_HELM_REPOS", "a").unwrap_err();
+        assert!(err.contains("SDP_HELM_REPOS"), "{err}");
+        assert_eq!(parse_list("a, b,,"), vec!["a", "b"]);
+    }
+}

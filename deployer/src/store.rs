@@ -1,0 +1,166 @@
+//! Writing `/deploy/<id>/state`: only while the entry exists and still asks for what was
+//! acted on, only while leading, and never leaving a state key behind a deleted entry.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::Utc;
+use sdp_config::entity::{Deployment, DeploymentState};
+use sdp_config::{Config, Error, Guard};
+
+use crate::decide::{Report, render_state};
+use crate::spec::{Desired, SpecContext};
+use crate::view::{Item, View};
+
+/// Transaction attempts before giving up on one write (each re-run reads fresh data).
+const ATTEMPTS: u32 = 10;
+
+/// Writes states for one leadership term.
+#[derive(Clone)]
+pub struct StateStore {
+    db: Config,
+    guard: Guard,
+    view: Arc<Mutex<View>>,
+    spec: Arc<SpecContext>,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore").finish_non_exhaustive()
+    }
+}
+
+/// What an entry asked for when it was acted on.
+#[derive(Clone, Copy, Debug)]
+pub enum Basis<'a> {
+    /// Exactly this text.
+    Text,
+    /// Any text with this spec digest (a reformatted entry asks for the same release).
+    Digest(&'a str),
+}
+
+impl StateStore {
+    /// A store whose writes require `guard` (leadership).
+    pub fn new(db: Config, guard: Guard, view: Arc<Mutex<View>>, spec: Arc<SpecContext>) -> Self {
+        StateStore {
+            db,
+            guard,
+            view,
+            spec,
+        }
+    }
+
+    fn still_wanted(&self, id: &str, acted: &Item, current: &str, basis: Basis<'_>) -> bool {
+        if current == acted.value {
+            return true;
+        }
+        match basis {
+            Basis::Text => false,
+            Basis::Digest(d) => {
+                matches!(self.spec.desired(id, current), Desired::Helm(s) if s.digest == d)
+            }
+        }
+    }
+
+    /// Write `report` as the state of `id` in one transaction conditional on the entry
+    /// (`entry` as seen by the watch, checked without a round trip), on the state as last
+    /// seen, and on leadership. Returns `false` when the entry is gone or changed (the
+    /// reconcile that follows the change reports instead).
+    ///
+    /// # Errors
+    /// etcd failures, [`Error::NotLeader`].
+    pub async fn report(
+        &self,
+        id: &str,
+        entry: &Item,
+        basis: Basis<'_>,
+        report: &Report,
+    ) -> Result<bool, Error> {
+        let entry_path = Deployment::path(id);
+        let state_path = Deployment::state_path(id);
+        let known = self
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .snapshot_state(id);
+        for attempt in 1..=ATTEMPTS {
+            let mut txn = self.db.txn();
+            if attempt == 1 {
+                txn.assume(&entry_path, Some((&entry.value, entry.mod_revision)))?;
+                txn.assume(
+                    &state_path,
+                    known.as_ref().map(|s| (s.value.as_str(), s.mod_revision)),
+                )?;
+            }
+            let Some(current) = txn.get(&entry_path).await? else {
+                return Ok(false);
+            };
+            if !self.still_wanted(id, entry, &current, basis) {
+                return Ok(false);
+            }
+            let previous = txn
+                .get(&state_path)
+                .await?
+                .and_then(|s| DeploymentState::parse(&s).ok());
+            let text =
+                render_state(previous.as_ref(), report, &self.spec.namespace, Utc::now()).to_json();
+            txn.require(&self.guard);
+            txn.put(&state_path, &text)?;
+            match txn.commit().await {
+                Ok(done) => {
+                    let item = Item {
+                        value: text,
+                        mod_revision: done.revision,
+                    };
+                    self.view
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .record_state(id, Some(item));
+                    return Ok(true);
+                }
+                Err(Error::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::RetriesExhausted { attempts: ATTEMPTS })
+    }
+
+    /// Delete the state key of `id`, whose entry is gone, unless the entry came back.
+    ///
+    /// # Errors
+    /// etcd failures, [`Error::NotLeader`].
+    pub async fn forget(&self, id: &str, known: &Item) -> Result<(), Error> {
+        let entry_path = Deployment::path(id);
+        let state_path = Deployment::state_path(id);
+        for attempt in 1..=ATTEMPTS {
+            let mut txn = self.db.txn();
+            if attempt == 1 {
+                txn.assume(&entry_path, None)?;
+                txn.assume(&state_path, Some((&known.value, known.mod_revision)))?;
+            }
+            if txn.get(&entry_path).await?.is_some() {
+                return Ok(());
+            }
+            if txn.get(&state_path).await?.is_none() {
+                self.view
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .record_state(id, None);
+                return Ok(());
+            }
+            txn.require(&self.guard);
+            txn.delete(&state_path).await?;
+            match txn.commit().await {
+                Ok(_) => {
+                    self.view
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .record_state(id, None);
+                    return Ok(());
+                }
+                Err(Error::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::RetriesExhausted { attempts: ATTEMPTS })
+    }
+}

@@ -1,0 +1,359 @@
+//! The in-memory view of `/deploy/`: entries and their state keys, grouped by release
+//! name (the unit of work: never two operations on one release at once).
+
+use std::collections::{BTreeSet, HashMap};
+
+use sdp_config::{Entry, WatchEvent};
+
+/// A stored value with its `mod_revision`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// Raw text.
+    pub value: String,
+    /// Revision of its last change.
+    pub mod_revision: i64,
+}
+
+/// Entries and states of the deployments mapping to one release.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// `(deploy_id, entry)`, sorted by ID.
+    pub entries: Vec<(String, Item)>,
+    /// `(deploy_id, state)`, sorted by ID.
+    pub states: Vec<(String, Item)>,
+}
+
+impl Snapshot {
+    /// The state of `id`, if any.
+    pub fn state(&self, id: &str) -> Option<&Item> {
+        self.states.iter().find(|(i, _)| i == id).map(|(_, s)| s)
+    }
+
+    /// State keys whose entry is gone.
+    pub fn orphan_states(&self) -> Vec<(String, Item)> {
+        self.states
+            .iter()
+            .filter(|(id, _)| !self.entries.iter().any(|(e, _)| e == id))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The view.
+pub struct View {
+    release_of: Box<dyn Fn(&str) -> String + Send + Sync>,
+    entries: HashMap<String, Item>,
+    states: HashMap<String, Item>,
+    by_release: HashMap<String, BTreeSet<String>>,
+}
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View")
+            .field("entries", &self.entries.len())
+            .field("states", &self.states.len())
+            .finish()
+    }
+}
+
+/// The deployment ID of an entry path (`/deploy/<id>`).
+fn entry_id(path: &str) -> Option<&str> {
+    path.strip_prefix("/deploy/")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// The deployment ID of a state path (`/deploy/<id>/state`).
+fn state_id(path: &str) -> Option<&str> {
+    path.strip_prefix("/deploy/")?
+        .strip_suffix("/state")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+impl View {
+    /// An empty view; `release_of` maps a deployment ID to its release name.
+    pub fn new(release_of: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+        View {
+            release_of: Box::new(release_of),
+            entries: HashMap::new(),
+            states: HashMap::new(),
+            by_release: HashMap::new(),
+        }
+    }
+
+    fn index(&mut self, id: &str) -> String {
+        let release = (self.release_of)(id);
+        let present = self.entries.contains_key(id) || self.states.contains_key(id);
+        if present {
+            self.by_release
+                .entry(release.clone())
+                .or_default()
+                .insert(id.to_string());
+        } else if let Some(ids) = self.by_release.get_mut(&release) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_release.remove(&release);
+            }
+        }
+        release
+    }
+
+    fn item(e: &Entry) -> Item {
+        Item {
+            value: e.value.clone(),
+            mod_revision: e.mod_revision,
+        }
+    }
+
+    /// Apply an event of the entries watch (`/deploy/`, level 0); returns the releases
+    /// that need a look.
+    pub fn apply_entries(&mut self, event: WatchEvent) -> Vec<String> {
+        let mut dirty = Vec::new();
+        match event {
+            WatchEvent::Listed { entries, .. } => {
+                let mut fresh: HashMap<String, Item> = HashMap::new();
+                for e in &entries {
+                    if let Some(id) = entry_id(&e.path) {
+                        fresh.insert(id.to_string(), Self::item(e));
+                    }
+                }
+                let old = std::mem::take(&mut self.entries);
+                let changed: BTreeSet<String> = old
+                    .iter()
+                    .filter(|(id, item)| fresh.get(*id) != Some(item))
+                    .map(|(id, _)| id.clone())
+                    .chain(
+                        fresh
+                            .iter()
+                            .filter(|(id, item)| old.get(*id) != Some(item))
+                            .map(|(id, _)| id.clone()),
+                    )
+                    .collect();
+                self.entries = fresh;
+                for id in changed {
+                    dirty.push(self.index(&id));
+                }
+            }
+            WatchEvent::Put(e) => {
+                if let Some(id) = entry_id(&e.path) {
+                    self.entries.insert(id.to_string(), Self::item(&e));
+                    dirty.push(self.index(id));
+                }
+            }
+            WatchEvent::Deleted { path, .. } => {
+                if let Some(id) = entry_id(&path) {
+                    self.entries.remove(id);
+                    dirty.push(self.index(id));
+                }
+            }
+        }
+        dirty
+    }
+
+    /// Apply an event of the states watch (`/deploy/`, level 1). Only states without an
+    /// entry (to delete), or deleted while their entry exists (to report again), need a
+    /// look; changes made by this deployer are already in the view.
+    pub fn apply_states(&mut self, event: WatchEvent) -> Vec<String> {
+        let mut dirty = Vec::new();
+        match event {
+            WatchEvent::Listed { entries, .. } => {
+                self.states.clear();
+                let mut ids = BTreeSet::new();
+                for e in &entries {
+                    if let Some(id) = state_id(&e.path) {
+                        self.states.insert(id.to_string(), Self::item(e));
+                        ids.insert(id.to_string());
+                    }
+                }
+                self.by_release.clear();
+                let all: Vec<String> = self
+                    .entries
+                    .keys()
+                    .chain(self.states.keys())
+                    .cloned()
+                    .collect();
+                for id in all {
+                    let release = self.index(&id);
+                    if ids.contains(&id) && !self.entries.contains_key(&id) {
+                        dirty.push(release);
+                    }
+                }
+            }
+            WatchEvent::Put(e) => {
+                if let Some(id) = state_id(&e.path) {
+                    let newer = self
+                        .states
+                        .get(id)
+                        .is_none_or(|s| s.mod_revision < e.mod_revision);
+                    if newer {
+                        self.states.insert(id.to_string(), Self::item(&e));
+                    }
+                    let release = self.index(id);
+                    if !self.entries.contains_key(id) {
+                        dirty.push(release);
+                    }
+                }
+            }
+            WatchEvent::Deleted { path, revision } => {
+                if let Some(id) = state_id(&path) {
+                    if self
+                        .states
+                        .get(id)
+                        .is_some_and(|s| s.mod_revision < revision)
+                    {
+                        self.states.remove(id);
+                    }
+                    let release = self.index(id);
+                    if self.entries.contains_key(id) && !self.states.contains_key(id) {
+                        dirty.push(release);
+                    }
+                }
+            }
+        }
+        dirty
+    }
+
+    /// Record this deployer's own write of a state (`None`: deleted), so that the next
+    /// reconcile sees it before the watch delivers it.
+    pub fn record_state(&mut self, id: &str, state: Option<Item>) {
+        match state {
+            Some(item) => {
+                if self
+                    .states
+                    .get(id)
+                    .is_none_or(|s| s.mod_revision <= item.mod_revision)
+                {
+                    self.states.insert(id.to_string(), item);
+                }
+            }
+            None => {
+                self.states.remove(id);
+            }
+        }
+        self.index(id);
+    }
+
+    /// Entries and states of the deployments mapping to `release`.
+    pub fn snapshot(&self, release: &str) -> Snapshot {
+        let mut snap = Snapshot::default();
+        for id in self.by_release.get(release).into_iter().flatten() {
+            if let Some(e) = self.entries.get(id) {
+                snap.entries.push((id.clone(), e.clone()));
+            }
+            if let Some(s) = self.states.get(id) {
+                snap.states.push((id.clone(), s.clone()));
+            }
+        }
+        snap
+    }
+
+    /// The state of `id` as last seen or written.
+    pub fn snapshot_state(&self, id: &str) -> Option<Item> {
+        self.states.get(id).cloned()
+    }
+
+    /// Whether any entry maps to `release`.
+    pub fn has_entry(&self, release: &str) -> bool {
+        self.by_release
+            .get(release)
+            .is_some_and(|ids| ids.iter().any(|id| self.entries.contains_key(id)))
+    }
+
+    /// Releases with an entry or a state.
+    pub fn releases(&self) -> Vec<String> {
+        self.by_release.keys().cloned().collect()
+    }
+
+    /// Number of entries.
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, value: &str, rev: i64) -> Entry {
+        Entry {
+            path: path.into(),
+            value: value.into(),
+            mod_revision: rev,
+            create_revision: rev,
+        }
+    }
+
+    fn view() -> View {
+        View::new(|id| id.to_ascii_lowercase())
+    }
+
+    #[test]
+    fn entries_mark_their_release_dirty_and_listings_only_what_changed() {
+        let mut v = view();
+        let d = v.apply_entries(WatchEvent::Listed {
+            revision: 5,
+            entries: vec![entry("/deploy/a", "1", 2), entry("/deploy/B", "2", 3)],
+        });
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            v.apply_entries(WatchEvent::Put(entry("/deploy/a", "3", 6))),
+            vec!["a"]
+        );
+        let d = v.apply_entries(WatchEvent::Listed {
+            revision: 9,
+            entries: vec![entry("/deploy/a", "3", 6), entry("/deploy/c", "4", 8)],
+        });
+        assert_eq!(
+            d.into_iter().collect::<BTreeSet<_>>(),
+            ["b".to_string(), "c".to_string()].into()
+        );
+        assert!(v.has_entry("c") && !v.has_entry("b"));
+    }
+
+    #[test]
+    fn only_orphan_or_lost_states_need_a_look() {
+        let mut v = view();
+        v.apply_entries(WatchEvent::Listed {
+            revision: 1,
+            entries: vec![entry("/deploy/a", "x", 1)],
+        });
+        let d = v.apply_states(WatchEvent::Listed {
+            revision: 3,
+            entries: vec![
+                entry("/deploy/a/state", "s", 2),
+                entry("/deploy/gone/state", "s", 3),
+            ],
+        });
+        assert_eq!(d, vec!["gone"]);
+        assert!(
+            v.apply_states(WatchEvent::Put(entry("/deploy/a/state", "t", 4)))
+                .is_empty()
+        );
+        assert_eq!(
+            v.apply_states(WatchEvent::Deleted {
+                path: "/deploy/a/state".into(),
+                revision: 5
+            }),
+            vec!["a"]
+        );
+        let snap = v.snapshot("gone");
+        assert_eq!(snap.orphan_states().len(), 1);
+    }
+
+    #[test]
+    fn own_writes_are_seen_at_once_and_older_watch_events_do_not_undo_them() {
+        let mut v = view();
+        v.apply_entries(WatchEvent::Put(entry("/deploy/a", "x", 1)));
+        v.record_state(
+            "a",
+            Some(Item {
+                value: "new".into(),
+                mod_revision: 10,
+            }),
+        );
+        v.apply_states(WatchEvent::Put(entry("/deploy/a/state", "old", 9)));
+        assert_eq!(
+            v.snapshot("a").state("a").map(|s| s.value.as_str()),
+            Some("new")
+        );
+    }
+}
