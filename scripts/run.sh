@@ -27,17 +27,31 @@ if [ -z "${SDP_HELM_TARGET:-}" ]; then
 fi
 export SDP_HELM_TARGET SDP_RENDER_DIR="$OUT"
 
-pids=()
+# Job control: every process started below gets its own process group, so Ctrl-C in
+# the terminal reaches only this script, which then stops the daemons first and etcd
+# last (the daemons resign their leadership while etcd still answers).
+set -m
+daemons=()
+etcd_pid=""
 stop() {
     trap - INT TERM EXIT
     echo
-    echo "run: stopping (controller, deployer, etcd)"
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    echo "run: stopping (controller, deployer, then etcd)"
+    if [ "${#daemons[@]}" -gt 0 ]; then
+        kill -TERM "${daemons[@]}" 2>/dev/null || true
+        for pid in "${daemons[@]}"; do wait "$pid" 2>/dev/null || true; done
+    fi
+    if [ -n "$etcd_pid" ]; then
+        kill -TERM "$etcd_pid" 2>/dev/null || true
+        wait "$etcd_pid" 2>/dev/null || true
+    fi
+    echo "run: stopped"
 }
 trap stop INT TERM EXIT
 
-prefix() { local tag=$1; sed -u "s/^/[$tag] /"; }
+# Tags each output line; ignores SIGINT so that the last lines of a stopping daemon
+# still get through.
+prefix() { trap '' INT; exec sed -u "s/^/[$1] /"; }
 
 if (exec 3<>"/dev/tcp/$SDP_CONFIG_HOST/$SDP_CONFIG_PORT") 2>/dev/null; then
     echo "run: an etcd already answers on $SDP_CONFIG_HOST:$SDP_CONFIG_PORT, using it"
@@ -48,8 +62,9 @@ else
         --listen-peer-urls "http://127.0.0.1:$((SDP_CONFIG_PORT + 1))" \
         --initial-advertise-peer-urls "http://127.0.0.1:$((SDP_CONFIG_PORT + 1))" \
         --initial-cluster "sdp-local=http://127.0.0.1:$((SDP_CONFIG_PORT + 1))" \
-        --log-level warn 2>&1 | prefix etcd &
-    pids+=($!)
+        --logger zap --log-outputs stderr --log-level warn \
+        > >(prefix etcd) 2>&1 &
+    etcd_pid=$!
     for _ in $(seq 50); do
         (exec 3<>"/dev/tcp/127.0.0.1/$SDP_CONFIG_PORT") 2>/dev/null && break
         sleep 0.2
@@ -58,13 +73,12 @@ fi
 
 SDP_WORKFLOWS_URL="${SDP_WORKFLOWS_URL:-$ROOT/workflows/workflows.json}" \
 SDP_HTTP_ADDR="${SDP_CONTROLLER_ADDR:-127.0.0.1:8080}" \
-    sdp-controller 2>&1 | prefix controller &
-pids+=($!)
+    sdp-controller > >(prefix controller) 2>&1 &
+daemons+=($!)
 SDP_CHARTS_DIR="${SDP_CHARTS_DIR:-$ROOT/charts}" \
 SDP_HTTP_ADDR="${SDP_DEPLOYER_ADDR:-127.0.0.1:8081}" \
-    sdp-deployer 2>&1 | prefix deployer &
-pids+=($!)
-
+    sdp-deployer > >(prefix deployer) 2>&1 &
+daemons+=($!)
 cat <<MSG
 
   SDP processing control is running (etcd $SDP_CONFIG_HOST:$SDP_CONFIG_PORT, target namespace $SDP_HELM_NAMESPACE).
@@ -78,4 +92,5 @@ cat <<MSG
   Stop everything with Ctrl-C.
 
 MSG
-wait
+# Until Ctrl-C, or until one of them exits (then the others are stopped too).
+wait -n "${daemons[@]}" ${etcd_pid:+"$etcd_pid"} || true
