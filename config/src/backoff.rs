@@ -21,7 +21,11 @@ pub struct Backoff {
 impl Backoff {
     /// Start at `initial`, never exceed `max`.
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff { initial, current: initial, max }
+        Backoff {
+            initial,
+            current: initial,
+            max,
+        }
     }
 
     /// The next delay (jittered), then double.

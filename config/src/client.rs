@@ -70,7 +70,10 @@ impl Config {
             let mut tls = TlsOptions::new().domain_name(settings.host.clone());
             if let Some(cert) = &settings.cert {
                 let pem = std::fs::read(cert).map_err(|e| {
-                    Error::InvalidSettings(format!("cannot read SDP_CONFIG_CERT {}: {e}", cert.display()))
+                    Error::InvalidSettings(format!(
+                        "cannot read SDP_CONFIG_CERT {}: {e}",
+                        cert.display()
+                    ))
                 })?;
                 tls = tls.ca_certificate(Certificate::from_pem(pem));
             }
@@ -85,10 +88,19 @@ impl Config {
         };
         let kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
         let config = Config {
-            inner: Arc::new(Inner { client, kv, keys, endpoint, timeout, stats: Stats::default() }),
+            inner: Arc::new(Inner {
+                client,
+                kv,
+                keys,
+                endpoint,
+                timeout,
+                stats: Stats::default(),
+            }),
         };
         config.current_revision().await.map_err(|e| match e {
-            Error::RequestFailed { endpoint, source, .. } => Error::ConnectFailed { endpoint, source },
+            Error::RequestFailed {
+                endpoint, source, ..
+            } => Error::ConnectFailed { endpoint, source },
             other => other,
         })?;
         Ok(config)
@@ -99,13 +111,20 @@ impl Config {
     ///
     /// # Errors
     /// [`Error::Cancelled`], or a settings error that retrying cannot fix.
-    pub async fn connect_retrying(settings: &ConnectionSettings, cancel: &CancellationToken) -> Result<Self> {
+    pub async fn connect_retrying(
+        settings: &ConnectionSettings,
+        cancel: &CancellationToken,
+    ) -> Result<Self> {
         let mut delay = Duration::from_millis(100);
         loop {
             match Config::connect(settings).await {
                 Ok(c) => return Ok(c),
-                Err(e @ Error::InvalidSettings(_)) | Err(e @ Error::InvalidPath { .. }) => return Err(e),
-                Err(e) => tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "configuration database not reachable"),
+                Err(e @ Error::InvalidSettings(_)) | Err(e @ Error::InvalidPath { .. }) => {
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "configuration database not reachable")
+                }
             }
             tokio::select! {
                 () = cancel.cancelled() => return Err(Error::Cancelled),
@@ -152,7 +171,10 @@ impl Config {
     }
 
     pub(crate) fn count_watch_reconnect(&self) {
-        self.inner.stats.watch_reconnects.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .watch_reconnects
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Run one unary request with the configured timeout, naming the operation and the
@@ -164,11 +186,18 @@ impl Config {
     ) -> Result<T> {
         match tokio::time::timeout(self.inner.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(source)) => Err(Error::RequestFailed { operation, endpoint: self.inner.endpoint.clone(), source }),
+            Ok(Err(source)) => Err(Error::RequestFailed {
+                operation,
+                endpoint: self.inner.endpoint.clone(),
+                source,
+            }),
             Err(_) => Err(Error::RequestFailed {
                 operation,
                 endpoint: self.inner.endpoint.clone(),
-                source: etcd_client::Error::Internal(format!("no answer within {:?}", self.inner.timeout)),
+                source: etcd_client::Error::Internal(format!(
+                    "no answer within {:?}",
+                    self.inner.timeout
+                )),
             }),
         }
     }
@@ -180,7 +209,10 @@ impl Config {
     pub async fn current_revision(&self) -> Result<i64> {
         let mut kv = self.kv();
         let resp = self
-            .request("get", kv.get("0", Some(GetOptions::new().with_count_only())))
+            .request(
+                "get",
+                kv.get("0", Some(GetOptions::new().with_count_only())),
+            )
             .await?;
         Ok(resp.header().map_or(0, |h| h.revision()))
     }
@@ -189,8 +221,15 @@ impl Config {
 fn timeout_error(endpoint: &str, timeout: Duration, connect: bool) -> Error {
     let source = etcd_client::Error::Internal(format!("no answer within {timeout:?}"));
     if connect {
-        Error::ConnectFailed { endpoint: endpoint.to_string(), source }
+        Error::ConnectFailed {
+            endpoint: endpoint.to_string(),
+            source,
+        }
     } else {
-        Error::RequestFailed { operation: "request", endpoint: endpoint.to_string(), source }
+        Error::RequestFailed {
+            operation: "request",
+            endpoint: endpoint.to_string(),
+            source,
+        }
     }
 }

@@ -46,7 +46,11 @@ impl Config {
     /// Its keys are not configuration paths, so `sdpcfg ls` never shows them.
     pub fn election(&self, name: &str) -> Election {
         let raw_name = format!("election{}/{}", self.keys().prefix(), name).into_bytes();
-        Election { db: self.clone(), name: name.to_string(), raw_name }
+        Election {
+            db: self.clone(),
+            name: name.to_string(),
+            raw_name,
+        }
     }
 }
 
@@ -61,13 +65,20 @@ impl Election {
     ///
     /// # Errors
     /// [`Error::Cancelled`].
-    pub async fn campaign(&self, value: &str, ttl: Duration, cancel: &CancellationToken) -> Result<Leadership> {
+    pub async fn campaign(
+        &self,
+        value: &str,
+        ttl: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Leadership> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(3));
         loop {
             match self.try_campaign(value, ttl, cancel).await {
                 Ok(l) => return Ok(l),
                 Err(Error::Cancelled) => return Err(Error::Cancelled),
-                Err(e) => tracing::warn!(election = %self.name, error = %e, "campaign failed, retrying"),
+                Err(e) => {
+                    tracing::warn!(election = %self.name, error = %e, "campaign failed, retrying")
+                }
             }
             tokio::select! {
                 () = cancel.cancelled() => return Err(Error::Cancelled),
@@ -76,7 +87,12 @@ impl Election {
         }
     }
 
-    async fn try_campaign(&self, value: &str, ttl: Duration, cancel: &CancellationToken) -> Result<Leadership> {
+    async fn try_campaign(
+        &self,
+        value: &str,
+        ttl: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Leadership> {
         let lease = self.db.grant_lease(ttl).await?;
         let mut client = self.db.client();
         let outcome = tokio::select! {
@@ -102,7 +118,10 @@ impl Election {
         let Some(leader) = resp.leader().cloned() else {
             let id = lease.id();
             let _ = lease.revoke().await;
-            return Err(Error::LeaseLost { id, reason: "campaign returned no leader key".into() });
+            return Err(Error::LeaseLost {
+                id,
+                reason: "campaign returned no leader key".into(),
+            });
         };
         let (tx, lost) = watch::channel(false);
         let stop = CancellationToken::new();
@@ -115,7 +134,13 @@ impl Election {
             stop.clone(),
         ));
         tracing::info!(election = %self.name, "became leader");
-        Ok(Leadership { election: self.clone(), lease, leader, lost, stop })
+        Ok(Leadership {
+            election: self.clone(),
+            lease,
+            leader,
+            lost,
+            stop,
+        })
     }
 
     /// The current leader's proclaimed value, if there is a leader.
@@ -124,13 +149,18 @@ impl Election {
     /// A request failure other than "no leader".
     pub async fn leader(&self) -> Result<Option<String>> {
         let mut client = self.db.client();
-        match self.db.request("leader", client.leader(self.raw_name.clone())).await {
-            Ok(resp) => Ok(resp.kv().map(|kv| String::from_utf8_lossy(kv.value()).into_owned())),
-            Err(Error::RequestFailed { source: etcd_client::Error::GRpcStatus(s), .. })
-                if s.message().contains("no leader") =>
-            {
-                Ok(None)
-            }
+        match self
+            .db
+            .request("leader", client.leader(self.raw_name.clone()))
+            .await
+        {
+            Ok(resp) => Ok(resp
+                .kv()
+                .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())),
+            Err(Error::RequestFailed {
+                source: etcd_client::Error::GRpcStatus(s),
+                ..
+            }) if s.message().contains("no leader") => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -170,7 +200,9 @@ impl Election {
                     publish(value);
                 }
                 let mut client = election.db.client();
-                let opts = WatchOptions::new().with_range(end.clone()).with_start_revision(from);
+                let opts = WatchOptions::new()
+                    .with_range(end.clone())
+                    .with_start_revision(from);
                 if let Ok(mut stream) = client.watch(prefix.clone(), Some(opts)).await {
                     backoff.reset();
                     loop {
@@ -234,9 +266,18 @@ impl Leadership {
         self.stop.cancel();
         let mut client = self.election.db.client();
         let opts = ResignOptions::new().with_leader(self.leader.clone());
-        let result = self.election.db.request("resign", client.resign(Some(opts))).await.map(|_| ());
+        let result = self
+            .election
+            .db
+            .request("resign", client.resign(Some(opts)))
+            .await
+            .map(|_| ());
         let mut client = self.election.db.client();
-        let _ = self.election.db.request("lease revoke", client.lease_revoke(self.lease.id())).await;
+        let _ = self
+            .election
+            .db
+            .request("lease revoke", client.lease_revoke(self.lease.id()))
+            .await;
         result
     }
 }

@@ -12,7 +12,10 @@ pub enum Error {
     #[error("invalid connection settings: {0}")]
     InvalidSettings(String),
     /// etcd could not be reached at all.
-    #[error("cannot reach the configuration database at {endpoint}: {}", describe(source))]
+    #[error(
+        "cannot reach the configuration database at {endpoint}: {}",
+        describe(source)
+    )]
     ConnectFailed {
         /// The endpoint that was tried, e.g. `http://127.0.0.1:2379`.
         endpoint: String,
@@ -21,7 +24,10 @@ pub enum Error {
         source: etcd_client::Error,
     },
     /// A request to etcd failed (network, server, authentication).
-    #[error("configuration database request `{operation}` to {endpoint} failed: {}", describe(source))]
+    #[error(
+        "configuration database request `{operation}` to {endpoint} failed: {}",
+        describe(source)
+    )]
     RequestFailed {
         /// The operation, e.g. `get`, `txn`, `watch`.
         operation: &'static str,
@@ -113,7 +119,11 @@ pub(crate) fn describe(e: &etcd_client::Error) -> String {
     match e {
         etcd_client::Error::GRpcStatus(status) => {
             let msg = status.message().trim();
-            if msg.is_empty() { format!("{:?}", status.code()) } else { msg.to_string() }
+            if msg.is_empty() {
+                format!("{:?}", status.code())
+            } else {
+                msg.to_string()
+            }
         }
         etcd_client::Error::TransportError(t) => {
             let mut innermost: &dyn std::error::Error = t;

@@ -37,13 +37,21 @@ impl Config {
     pub async fn grant_lease(&self, ttl: Duration) -> Result<Lease> {
         let secs = ttl.as_secs().max(2) as i64;
         let mut client = self.client();
-        let resp = self.request("lease grant", client.lease_grant(secs, None)).await?;
+        let resp = self
+            .request("lease grant", client.lease_grant(secs, None))
+            .await?;
         let id = resp.id();
         let ttl = Duration::from_secs(secs as u64);
         let (tx, lost) = watch::channel(false);
         let stop = CancellationToken::new();
         tokio::spawn(keep_alive(self.clone(), id, ttl, tx, stop.clone()));
-        Ok(Lease { id, ttl, lost, stop, db: self.clone() })
+        Ok(Lease {
+            id,
+            ttl,
+            lost,
+            stop,
+            db: self.clone(),
+        })
     }
 }
 
@@ -81,16 +89,28 @@ impl Lease {
     pub async fn revoke(self) -> Result<()> {
         self.stop.cancel();
         let mut client = self.db.client();
-        self.db.request("lease revoke", client.lease_revoke(self.id)).await.map(|_| ())
+        self.db
+            .request("lease revoke", client.lease_revoke(self.id))
+            .await
+            .map(|_| ())
     }
 
     /// An error describing the loss, for callers that must stop.
     pub fn lost_error(&self) -> Error {
-        Error::LeaseLost { id: self.id, reason: "not refreshed within its TTL".into() }
+        Error::LeaseLost {
+            id: self.id,
+            reason: "not refreshed within its TTL".into(),
+        }
     }
 }
 
-async fn keep_alive(db: Config, id: i64, ttl: Duration, lost: watch::Sender<bool>, stop: CancellationToken) {
+async fn keep_alive(
+    db: Config,
+    id: i64,
+    ttl: Duration,
+    lost: watch::Sender<bool>,
+    stop: CancellationToken,
+) {
     let period = ttl / 3;
     let mut last_ok = Instant::now();
     let mut stream: Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)> = None;
@@ -126,7 +146,11 @@ async fn keep_alive(db: Config, id: i64, ttl: Duration, lost: watch::Sender<bool
         if refreshed {
             last_ok = Instant::now();
         }
-        let wait = if refreshed { period } else { Duration::from_millis(200) };
+        let wait = if refreshed {
+            period
+        } else {
+            Duration::from_millis(200)
+        };
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(wait) => {}

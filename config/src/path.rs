@@ -36,13 +36,19 @@ pub fn validate_prefix(path: &str) -> Result<()> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | ':' | '.'))
     {
-        return Err(invalid(path, "a path may contain only letters, digits and _ - / : ."));
+        return Err(invalid(
+            path,
+            "a path may contain only letters, digits and _ - / : .",
+        ));
     }
     Ok(())
 }
 
 fn invalid(path: &str, reason: &'static str) -> Error {
-    Error::InvalidPath { path: path.to_string(), reason }
+    Error::InvalidPath {
+        path: path.to_string(),
+        reason,
+    }
 }
 
 /// Number of `/` in a path: its depth tag.
@@ -66,7 +72,9 @@ impl KeySpace {
         if !prefix.is_empty() {
             validate(prefix)?;
         }
-        Ok(KeySpace { prefix: prefix.to_string() })
+        Ok(KeySpace {
+            prefix: prefix.to_string(),
+        })
     }
 
     /// The global prefix, without a trailing `/`.
@@ -120,8 +128,14 @@ mod tests {
     fn keys_are_tagged_with_their_depth() {
         let ks = KeySpace::default();
         assert_eq!(ks.key("/master"), "1/master");
-        assert_eq!(ks.key("/pb/realtime-20191121-0000"), "2/pb/realtime-20191121-0000");
-        assert_eq!(ks.key("/pb/realtime-20191121-0000/owner"), "3/pb/realtime-20191121-0000/owner");
+        assert_eq!(
+            ks.key("/pb/realtime-20191121-0000"),
+            "2/pb/realtime-20191121-0000"
+        );
+        assert_eq!(
+            ks.key("/pb/realtime-20191121-0000/owner"),
+            "3/pb/realtime-20191121-0000/owner"
+        );
         assert_eq!(ks.key_prefix("/pb/", 0), "2/pb/");
         assert_eq!(ks.key_prefix("/pb/", 1), "3/pb/");
     }
@@ -138,8 +152,18 @@ mod tests {
     fn paths_follow_the_sdpcfg_rules() {
         assert!(validate("/pb/x").is_ok());
         assert!(validate("/workflow/realtime:testdask:0.1.0").is_ok());
-        assert!(validate("pb/x").unwrap_err().to_string().contains("start with '/'"));
-        assert!(validate("/pb/").unwrap_err().to_string().contains("end with '/'"));
+        assert!(
+            validate("pb/x")
+                .unwrap_err()
+                .to_string()
+                .contains("start with '/'")
+        );
+        assert!(
+            validate("/pb/")
+                .unwrap_err()
+                .to_string()
+                .contains("end with '/'")
+        );
         assert!(validate("/pb/a b").is_err());
         assert!(validate_prefix("/pb/").is_ok());
     }

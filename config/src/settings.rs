@@ -44,7 +44,11 @@ impl std::fmt::Display for Protocol {
 #[derive(Clone, Debug, PartialEq, clap::Args)]
 pub struct ConnectionSettings {
     /// Host of the configuration database (etcd).
-    #[arg(long = "config-host", env = "SDP_CONFIG_HOST", default_value = "127.0.0.1")]
+    #[arg(
+        long = "config-host",
+        env = "SDP_CONFIG_HOST",
+        default_value = "127.0.0.1"
+    )]
     pub host: String,
     /// Client port of etcd.
     #[arg(long = "config-port", env = "SDP_CONFIG_PORT", default_value_t = 2379)]
@@ -59,13 +63,21 @@ pub struct ConnectionSettings {
     #[arg(long = "config-username", env = "SDP_CONFIG_USERNAME")]
     pub username: Option<String>,
     /// Password for etcd authentication.
-    #[arg(long = "config-password", env = "SDP_CONFIG_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long = "config-password",
+        env = "SDP_CONFIG_PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
     /// Global path prefix prepended to every path (e.g. `/test`).
     #[arg(long = "config-prefix", env = "SDP_CONFIG_PREFIX", default_value = "")]
     pub prefix: String,
     /// Timeout of a single request to etcd, in seconds.
-    #[arg(long = "config-timeout", env = "SDP_CONFIG_TIMEOUT", default_value_t = 10.0)]
+    #[arg(
+        long = "config-timeout",
+        env = "SDP_CONFIG_TIMEOUT",
+        default_value_t = 10.0
+    )]
     pub timeout_secs: f64,
 }
 
@@ -105,7 +117,9 @@ impl ConnectionSettings {
         }
         if let Some(port) = non_empty("SDP_CONFIG_PORT") {
             s.port = port.trim().parse().map_err(|_| {
-                Error::InvalidSettings(format!("SDP_CONFIG_PORT must be a port number, not {port:?}"))
+                Error::InvalidSettings(format!(
+                    "SDP_CONFIG_PORT must be a port number, not {port:?}"
+                ))
             })?;
         }
         if let Some(protocol) = non_empty("SDP_CONFIG_PROTOCOL") {
@@ -172,7 +186,10 @@ mod tests {
         .unwrap();
         assert_eq!(s.endpoint(), "https://etcd:1234");
         assert_eq!(s.cert.as_deref(), Some(std::path::Path::new("/ca.pem")));
-        assert_eq!((s.username.as_deref(), s.password.as_deref()), (Some("u"), Some("p")));
+        assert_eq!(
+            (s.username.as_deref(), s.password.as_deref()),
+            (Some("u"), Some("p"))
+        );
     }
 
     #[test]

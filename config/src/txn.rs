@@ -17,7 +17,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn as EtcdTxn, TxnOp};
+use etcd_client::{
+    Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn as EtcdTxn, TxnOp,
+};
 use futures::future::BoxFuture;
 
 use crate::client::Config;
@@ -156,7 +158,8 @@ impl Config {
     where
         F: for<'t> FnMut(&'t mut Txn) -> BoxFuture<'t, Result<T>>,
     {
-        let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(1), Duration::from_millis(100));
+        let mut backoff =
+            crate::backoff::Backoff::new(Duration::from_millis(1), Duration::from_millis(100));
         let mut checked_creates = false;
         for attempt in 1..=MAX_ATTEMPTS {
             let mut txn = self.txn();
@@ -180,7 +183,9 @@ impl Config {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::RetriesExhausted { attempts: MAX_ATTEMPTS })
+        Err(Error::RetriesExhausted {
+            attempts: MAX_ATTEMPTS,
+        })
     }
 }
 
@@ -228,7 +233,9 @@ impl Txn {
     }
 
     fn deleted_by_range(&self, key: &[u8]) -> bool {
-        self.range_deletes.iter().any(|(s, e)| key >= s.as_slice() && key < e.as_slice())
+        self.range_deletes
+            .iter()
+            .any(|(s, e)| key >= s.as_slice() && key < e.as_slice())
     }
 
     fn pending(&self, key: &[u8]) -> Option<Option<String>> {
@@ -274,10 +281,24 @@ impl Txn {
             return Ok(value.clone().map(|v| (v, *rev)));
         }
         let mut kv = self.db.kv();
-        let resp = self.db.request("get", kv.get(key.clone(), Some(self.get_options()))).await?;
+        let resp = self
+            .db
+            .request("get", kv.get(key.clone(), Some(self.get_options())))
+            .await?;
         self.set_revision(resp.header());
-        let found = resp.kvs().first().map(|kv| (String::from_utf8_lossy(kv.value()).into_owned(), kv.mod_revision()));
-        self.reads.insert(key, (found.as_ref().map_or(0, |f| f.1), found.as_ref().map(|f| f.0.clone())));
+        let found = resp.kvs().first().map(|kv| {
+            (
+                String::from_utf8_lossy(kv.value()).into_owned(),
+                kv.mod_revision(),
+            )
+        });
+        self.reads.insert(
+            key,
+            (
+                found.as_ref().map_or(0, |f| f.1),
+                found.as_ref().map(|f| f.0.clone()),
+            ),
+        );
         Ok(found)
     }
 
@@ -291,10 +312,16 @@ impl Txn {
                 opts = opts.with_keys_only();
             }
             let mut kv = self.db.kv();
-            let resp = self.db.request("list", kv.get(from.clone(), Some(opts))).await?;
+            let resp = self
+                .db
+                .request("list", kv.get(from.clone(), Some(opts)))
+                .await?;
             self.set_revision(resp.header());
             for item in resp.kvs() {
-                out.push((item.key().to_vec(), String::from_utf8_lossy(item.value()).into_owned()));
+                out.push((
+                    item.key().to_vec(),
+                    String::from_utf8_lossy(item.value()).into_owned(),
+                ));
             }
             match (resp.more(), resp.kvs().last()) {
                 (true, Some(last)) => {
@@ -304,7 +331,11 @@ impl Txn {
                 _ => break,
             }
         }
-        let check = if keys_only { RangeCheck::Created } else { RangeCheck::Modified };
+        let check = if keys_only {
+            RangeCheck::Created
+        } else {
+            RangeCheck::Modified
+        };
         self.ranges.push((start.clone(), end.clone(), check));
         // Read-your-writes: merge this transaction's pending puts and deletes.
         let mut merged: BTreeMap<Vec<u8>, String> = out
@@ -319,7 +350,12 @@ impl Txn {
         Ok(merged.into_iter().collect())
     }
 
-    async fn list(&mut self, prefix: &str, recurse: usize, keys_only: bool) -> Result<Vec<(String, String)>> {
+    async fn list(
+        &mut self,
+        prefix: &str,
+        recurse: usize,
+        keys_only: bool,
+    ) -> Result<Vec<(String, String)>> {
         path::validate_prefix(prefix)?;
         let mut out = Vec::new();
         for level in 0..=recurse.min(MAX_DEPTH) {
@@ -341,14 +377,23 @@ impl Txn {
     /// # Errors
     /// Invalid prefix or request failure.
     pub async fn list_keys(&mut self, prefix: &str, recurse: usize) -> Result<Vec<String>> {
-        Ok(self.list(prefix, recurse, true).await?.into_iter().map(|(p, _)| p).collect())
+        Ok(self
+            .list(prefix, recurse, true)
+            .await?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect())
     }
 
     /// As [`Txn::list_keys`], with the values.
     ///
     /// # Errors
     /// Invalid prefix or request failure.
-    pub async fn list_values(&mut self, prefix: &str, recurse: usize) -> Result<Vec<(String, String)>> {
+    pub async fn list_values(
+        &mut self,
+        prefix: &str,
+        recurse: usize,
+    ) -> Result<Vec<(String, String)>> {
         self.list(prefix, recurse, false).await
     }
 
@@ -368,18 +413,31 @@ impl Txn {
     /// condition of the commit (one round trip in all), and an existing key is then
     /// reported by [`Txn::commit`] as [`Error::AlreadyExists`]. [`Config::transact`]
     /// re-runs the body so that `create` itself returns the error.
-    pub async fn create_leased(&mut self, path: &str, value: &str, lease: Option<i64>) -> Result<()> {
+    pub async fn create_leased(
+        &mut self,
+        path: &str,
+        value: &str,
+        lease: Option<i64>,
+    ) -> Result<()> {
         let key = self.key(path)?;
         let known = self.pending(&key).is_some() || self.reads.contains_key(&key);
         if known || self.checked_creates {
             if self.get(path).await?.is_some() {
-                return Err(Error::AlreadyExists { path: path.to_string() });
+                return Err(Error::AlreadyExists {
+                    path: path.to_string(),
+                });
             }
         } else {
             self.reads.insert(key.clone(), (0, None));
             self.blind_creates.insert(key.clone(), path.to_string());
         }
-        self.writes.insert(key, Write::Put { value: value.to_string(), lease });
+        self.writes.insert(
+            key,
+            Write::Put {
+                value: value.to_string(),
+                lease,
+            },
+        );
         Ok(())
     }
 
@@ -389,10 +447,18 @@ impl Txn {
     /// [`Error::NotFound`], invalid path, request failure.
     pub async fn update(&mut self, path: &str, value: &str) -> Result<()> {
         if self.get(path).await?.is_none() {
-            return Err(Error::NotFound { path: path.to_string() });
+            return Err(Error::NotFound {
+                path: path.to_string(),
+            });
         }
         let key = self.key(path)?;
-        self.writes.insert(key, Write::Put { value: value.to_string(), lease: None });
+        self.writes.insert(
+            key,
+            Write::Put {
+                value: value.to_string(),
+                lease: None,
+            },
+        );
         Ok(())
     }
 
@@ -402,7 +468,13 @@ impl Txn {
     /// Invalid path.
     pub fn put(&mut self, path: &str, value: &str) -> Result<()> {
         let key = self.key(path)?;
-        self.writes.insert(key, Write::Put { value: value.to_string(), lease: None });
+        self.writes.insert(
+            key,
+            Write::Put {
+                value: value.to_string(),
+                lease: None,
+            },
+        );
         Ok(())
     }
 
@@ -412,7 +484,9 @@ impl Txn {
     /// [`Error::NotFound`], invalid path, request failure.
     pub async fn delete(&mut self, path: &str) -> Result<()> {
         if self.get(path).await?.is_none() {
-            return Err(Error::NotFound { path: path.to_string() });
+            return Err(Error::NotFound {
+                path: path.to_string(),
+            });
         }
         let key = self.key(path)?;
         self.writes.insert(key, Write::Delete);
@@ -459,11 +533,17 @@ impl Txn {
             .map(|g| Compare::create_revision(g.key.clone(), CompareOp::Equal, g.create_revision))
             .collect();
         for (start, end, check) in &self.ranges {
-            compares.push(match check {
-                RangeCheck::Created => Compare::create_revision(start.clone(), CompareOp::Less, next),
-                RangeCheck::Modified => Compare::mod_revision(start.clone(), CompareOp::Less, next),
-            }
-            .with_range(end.clone()));
+            compares.push(
+                match check {
+                    RangeCheck::Created => {
+                        Compare::create_revision(start.clone(), CompareOp::Less, next)
+                    }
+                    RangeCheck::Modified => {
+                        Compare::mod_revision(start.clone(), CompareOp::Less, next)
+                    }
+                }
+                .with_range(end.clone()),
+            );
         }
         let budget = MAX_COMPARES.saturating_sub(compares.len()).max(1);
         if self.reads.len() <= budget {
@@ -482,7 +562,9 @@ impl Txn {
                 let (first, last) = (chunk[0], chunk[chunk.len() - 1]);
                 let mut end = last.clone();
                 end.push(0);
-                compares.push(Compare::mod_revision(first.clone(), CompareOp::Less, next).with_range(end));
+                compares.push(
+                    Compare::mod_revision(first.clone(), CompareOp::Less, next).with_range(end),
+                );
             }
         }
         compares
@@ -493,7 +575,11 @@ impl Txn {
         ReadSet {
             revision: self.revision.unwrap_or(0),
             keys: self.reads.keys().cloned().collect(),
-            ranges: self.ranges.iter().map(|(s, e, _)| (s.clone(), e.clone())).collect(),
+            ranges: self
+                .ranges
+                .iter()
+                .map(|(s, e, _)| (s.clone(), e.clone()))
+                .collect(),
         }
     }
 
@@ -505,11 +591,17 @@ impl Txn {
     pub async fn commit(self) -> Result<Committed> {
         let reads = self.read_set();
         if self.is_read_only() {
-            return Ok(Committed { revision: reads.revision, reads });
+            return Ok(Committed {
+                revision: reads.revision,
+                reads,
+            });
         }
         let ops = self.operation_count().max(self.blind_creates.len());
         if ops > MAX_TXN_OPS {
-            return Err(Error::TooManyOperations { operations: ops, limit: MAX_TXN_OPS });
+            return Err(Error::TooManyOperations {
+                operations: ops,
+                limit: MAX_TXN_OPS,
+            });
         }
         let compares = self.compares();
         debug_assert!(compares.len() <= MAX_TXN_OPS);
@@ -524,7 +616,10 @@ impl Txn {
             });
         }
         for (start, end) in &self.range_deletes {
-            txn_ops.push(TxnOp::delete(start.clone(), Some(DeleteOptions::new().with_range(end.clone()))));
+            txn_ops.push(TxnOp::delete(
+                start.clone(),
+                Some(DeleteOptions::new().with_range(end.clone())),
+            ));
         }
         // On failure, report which blindly created keys exist (count-only reads).
         let blind: Vec<(&Vec<u8>, &String)> = self.blind_creates.iter().collect();
@@ -532,7 +627,10 @@ impl Txn {
             .iter()
             .map(|(k, _)| TxnOp::get((*k).clone(), Some(GetOptions::new().with_count_only())))
             .collect();
-        let txn = EtcdTxn::new().when(compares).and_then(txn_ops).or_else(on_failure);
+        let txn = EtcdTxn::new()
+            .when(compares)
+            .and_then(txn_ops)
+            .or_else(on_failure);
         let mut kv = self.db.kv();
         let resp = self.db.request("txn", kv.txn(txn)).await?;
         if resp.succeeded() {
@@ -543,15 +641,22 @@ impl Txn {
         for ((_, path), op) in blind.iter().zip(resp.op_responses()) {
             if let etcd_client::TxnOpResponse::Get(get) = op {
                 if get.count() > 0 {
-                    return Err(Error::AlreadyExists { path: (*path).clone() });
+                    return Err(Error::AlreadyExists {
+                        path: (*path).clone(),
+                    });
                 }
             }
         }
         for guard in &self.guards {
             let mut kv = self.db.kv();
-            let resp = self.db.request("get", kv.get(guard.key.clone(), None)).await?;
+            let resp = self
+                .db
+                .request("get", kv.get(guard.key.clone(), None))
+                .await?;
             if resp.kvs().first().map(|kv| kv.create_revision()) != Some(guard.create_revision) {
-                return Err(Error::NotLeader { election: guard.election.clone() });
+                return Err(Error::NotLeader {
+                    election: guard.election.clone(),
+                });
             }
         }
         Err(Error::Conflict)

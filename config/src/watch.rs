@@ -96,7 +96,12 @@ impl Config {
         let start = self.keys().key_prefix(prefix, levels).into_bytes();
         let (tx, rx) = mpsc::channel(1024);
         let stop = CancellationToken::new();
-        let task = WatchTask { db: self.clone(), start, tx, stop: stop.clone() };
+        let task = WatchTask {
+            db: self.clone(),
+            start,
+            tx,
+            stop: stop.clone(),
+        };
         tokio::spawn(task.run(start_revision));
         Ok(Watch { rx, stop })
     }
@@ -112,7 +117,13 @@ impl Config {
             return Err(Error::Cancelled);
         }
         // One watch over the span covering everything read, filtered here.
-        let lo = reads.keys.iter().chain(reads.ranges.iter().map(|r| &r.0)).min().cloned().unwrap_or_default();
+        let lo = reads
+            .keys
+            .iter()
+            .chain(reads.ranges.iter().map(|r| &r.0))
+            .min()
+            .cloned()
+            .unwrap_or_default();
         let hi = reads
             .keys
             .iter()
@@ -126,12 +137,17 @@ impl Config {
             .unwrap_or_default();
         let covers = |key: &[u8]| {
             reads.keys.iter().any(|k| k.as_slice() == key)
-                || reads.ranges.iter().any(|(s, e)| key >= s.as_slice() && key < e.as_slice())
+                || reads
+                    .ranges
+                    .iter()
+                    .any(|(s, e)| key >= s.as_slice() && key < e.as_slice())
         };
         let mut from = reads.revision + 1;
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         loop {
-            let opts = WatchOptions::new().with_range(hi.clone()).with_start_revision(from);
+            let opts = WatchOptions::new()
+                .with_range(hi.clone())
+                .with_start_revision(from);
             let mut client = self.client();
             let stream = tokio::select! {
                 () = cancel.cancelled() => return Err(Error::Cancelled),
@@ -197,7 +213,11 @@ impl WatchTask {
                     Ok(None) => Step::Stop,
                     Err(e) => {
                         tracing::warn!(error = %e, "watch: listing failed, retrying");
-                        if self.pause(&mut backoff).await { Step::List } else { Step::Stop }
+                        if self.pause(&mut backoff).await {
+                            Step::List
+                        } else {
+                            Step::Stop
+                        }
                     }
                 },
                 Step::Watch(from) => self.watch_from(from, &mut backoff).await,
@@ -231,7 +251,10 @@ impl WatchTask {
                 opts = opts.with_revision(r);
             }
             let mut kv = self.db.kv();
-            let resp = self.db.request("list", kv.get(from.clone(), Some(opts))).await?;
+            let resp = self
+                .db
+                .request("list", kv.get(from.clone(), Some(opts)))
+                .await?;
             revision = revision.or(resp.header().map(|h| h.revision()));
             for item in resp.kvs() {
                 if let Some(path) = self.db.keys().path(item.key()) {
@@ -273,7 +296,11 @@ impl WatchTask {
             Err(e) => {
                 tracing::debug!(error = %e, "watch: cannot start, retrying");
                 self.db.count_watch_reconnect();
-                return if self.pause(backoff).await { Step::Watch(from) } else { Step::Stop };
+                return if self.pause(backoff).await {
+                    Step::Watch(from)
+                } else {
+                    Step::Stop
+                };
             }
         };
         loop {
@@ -286,17 +313,32 @@ impl WatchTask {
                 Ok(None) | Err(_) => {
                     tracing::debug!(from, "watch: stream ended, resuming");
                     self.db.count_watch_reconnect();
-                    return if self.pause(backoff).await { Step::Watch(from) } else { Step::Stop };
+                    return if self.pause(backoff).await {
+                        Step::Watch(from)
+                    } else {
+                        Step::Stop
+                    };
                 }
             };
             backoff.reset();
             if resp.compact_revision() > 0 {
-                tracing::info!(from, compacted = resp.compact_revision(), "watch: revision compacted, listing again");
+                tracing::info!(
+                    from,
+                    compacted = resp.compact_revision(),
+                    "watch: revision compacted, listing again"
+                );
                 return Step::List;
             }
             if resp.canceled() {
-                tracing::warn!(reason = resp.cancel_reason(), "watch: cancelled by etcd, resuming");
-                return if self.pause(backoff).await { Step::Watch(from) } else { Step::Stop };
+                tracing::warn!(
+                    reason = resp.cancel_reason(),
+                    "watch: cancelled by etcd, resuming"
+                );
+                return if self.pause(backoff).await {
+                    Step::Watch(from)
+                } else {
+                    Step::Stop
+                };
             }
             let mut next = from;
             if resp.events().is_empty() && !resp.created() {
@@ -312,7 +354,9 @@ impl WatchTask {
                     continue; // already delivered before a reconnect
                 }
                 next = next.max(rev + 1);
-                let Some(path) = self.db.keys().path(kv.key()) else { continue };
+                let Some(path) = self.db.keys().path(kv.key()) else {
+                    continue;
+                };
                 let event = match ev.event_type() {
                     EventType::Put => WatchEvent::Put(Entry {
                         path,
@@ -320,7 +364,10 @@ impl WatchTask {
                         mod_revision: rev,
                         create_revision: kv.create_revision(),
                     }),
-                    EventType::Delete => WatchEvent::Deleted { path, revision: rev },
+                    EventType::Delete => WatchEvent::Deleted {
+                        path,
+                        revision: rev,
+                    },
                 };
                 if !self.send(event).await {
                     return Step::Stop;

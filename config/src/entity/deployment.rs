@@ -75,10 +75,18 @@ impl Deployment {
     }
 
     /// A helm deployment.
-    pub fn helm(id: impl Into<String>, chart: impl Into<String>, values: Map<String, Value>) -> Self {
+    pub fn helm(
+        id: impl Into<String>,
+        chart: impl Into<String>,
+        values: Map<String, Value>,
+    ) -> Self {
         Deployment {
             id: id.into(),
-            kind: DeploymentKind::Helm(HelmArgs { chart: chart.into(), values, extra: Map::new() }),
+            kind: DeploymentKind::Helm(HelmArgs {
+                chart: chart.into(),
+                values,
+                extra: Map::new(),
+            }),
             extra: Map::new(),
         }
     }
@@ -99,7 +107,10 @@ impl Deployment {
         Self::from_map(as_object(value)?, key_id)
     }
 
-    fn from_map(mut map: Map<String, Value>, key_id: Option<&str>) -> Result<Self, ValidationError> {
+    fn from_map(
+        mut map: Map<String, Value>,
+        key_id: Option<&str>,
+    ) -> Result<Self, ValidationError> {
         let id = take_str(&mut map, "deploy_id", "deploy_id")?;
         validate_deploy_id(&id)?;
         if let Some(key_id) = key_id {
@@ -115,10 +126,14 @@ impl Deployment {
         let args = take_opt_object(&mut map, "args", "args")?;
         let kind = match kind.as_str() {
             "helm" => {
-                let mut args = args.ok_or(ValidationError::MissingField { field: "args".into() })?;
+                let mut args = args.ok_or(ValidationError::MissingField {
+                    field: "args".into(),
+                })?;
                 let chart = take_str(&mut args, "chart", "args.chart")?;
                 if chart.is_empty() {
-                    return Err(ValidationError::Other("field `args.chart` must not be empty".into()));
+                    return Err(ValidationError::Other(
+                        "field `args.chart` must not be empty".into(),
+                    ));
                 }
                 let values = match args.remove("values") {
                     None | Some(Value::Null) => Map::new(),
@@ -131,7 +146,11 @@ impl Deployment {
                         });
                     }
                 };
-                DeploymentKind::Helm(HelmArgs { chart, values, extra: args })
+                DeploymentKind::Helm(HelmArgs {
+                    chart,
+                    values,
+                    extra: args,
+                })
             }
             "process-direct" => DeploymentKind::ProcessDirect(args.unwrap_or_default()),
             "kubernetes-direct" => DeploymentKind::KubernetesDirect(args.unwrap_or_default()),
@@ -143,7 +162,11 @@ impl Deployment {
                 });
             }
         };
-        Ok(Deployment { id, kind, extra: map })
+        Ok(Deployment {
+            id,
+            kind,
+            extra: map,
+        })
     }
 
     /// As a JSON value, unknown fields included.
@@ -267,7 +290,9 @@ mod tests {
     #[test]
     fn the_seed_helm_deployment_parses_and_formats_byte_identically() {
         let d = Deployment::parse(SEED_DASK, Some("realtime-20191121-0000-dask")).unwrap();
-        let DeploymentKind::Helm(h) = &d.kind else { panic!("not helm") };
+        let DeploymentKind::Helm(h) = &d.kind else {
+            panic!("not helm")
+        };
         assert_eq!(h.chart, "stable/dask");
         assert_eq!(h.values["worker.replicas"], 2);
         assert_eq!(
@@ -279,13 +304,20 @@ mod tests {
     #[test]
     fn all_three_types_parse_and_unknown_types_are_rejected() {
         for t in ["process-direct", "kubernetes-direct"] {
-            let text = format!(r#"{{"deploy_id":"d","type":"{t}","args":{{"x":1}},"note":"kept"}}"#);
+            let text =
+                format!(r#"{{"deploy_id":"d","type":"{t}","args":{{"x":1}},"note":"kept"}}"#);
             let d = Deployment::parse(&text, None).unwrap();
             assert_eq!(d.kind.type_name(), t);
             assert_eq!(d.to_value()["note"], "kept");
         }
-        let err = Deployment::parse(r#"{"deploy_id":"d","type":"docker","args":{}}"#, None).unwrap_err();
-        assert!(err.to_string().contains("must be one of helm, process-direct, kubernetes-direct, found \"docker\""), "{err}");
+        let err =
+            Deployment::parse(r#"{"deploy_id":"d","type":"docker","args":{}}"#, None).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "must be one of helm, process-direct, kubernetes-direct, found \"docker\""
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -301,10 +333,22 @@ mod tests {
     fn helm_args_are_checked() {
         let cases = [
             (r#"{"deploy_id":"d","type":"helm"}"#, "missing field `args`"),
-            (r#"{"deploy_id":"d","type":"helm","args":[]}"#, "field `args` must be an object"),
-            (r#"{"deploy_id":"d","type":"helm","args":{}}"#, "missing field `args.chart`"),
-            (r#"{"deploy_id":"d","type":"helm","args":{"chart":1}}"#, "`args.chart` must be a string"),
-            (r#"{"deploy_id":"d","type":"helm","args":{"chart":"c","values":"x"}}"#, "`args.values` must be an object"),
+            (
+                r#"{"deploy_id":"d","type":"helm","args":[]}"#,
+                "field `args` must be an object",
+            ),
+            (
+                r#"{"deploy_id":"d","type":"helm","args":{}}"#,
+                "missing field `args.chart`",
+            ),
+            (
+                r#"{"deploy_id":"d","type":"helm","args":{"chart":1}}"#,
+                "`args.chart` must be a string",
+            ),
+            (
+                r#"{"deploy_id":"d","type":"helm","args":{"chart":"c","values":"x"}}"#,
+                "`args.values` must be an object",
+            ),
         ];
         for (text, want) in cases {
             let err = Deployment::parse(text, None).unwrap_err().to_string();
@@ -314,7 +358,11 @@ mod tests {
 
     #[test]
     fn unknown_fields_in_helm_args_round_trip() {
-        let d = Deployment::parse(r#"{"deploy_id":"d","type":"helm","args":{"chart":"c","values":{},"timeout":5}}"#, None).unwrap();
+        let d = Deployment::parse(
+            r#"{"deploy_id":"d","type":"helm","args":{"chart":"c","values":{},"timeout":5}}"#,
+            None,
+        )
+        .unwrap();
         assert_eq!(d.to_value()["args"]["timeout"], 5);
     }
 

@@ -81,7 +81,9 @@ pub(crate) fn type_name(v: &Value) -> &'static str {
 pub(crate) fn parse_object(text: &str) -> Result<Map<String, Value>, ValidationError> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(ValidationError::NotAnObject { found: type_name(&other) }),
+        Ok(other) => Err(ValidationError::NotAnObject {
+            found: type_name(&other),
+        }),
         Err(e) => Err(ValidationError::NotJson(e.to_string())),
     }
 }
@@ -89,16 +91,24 @@ pub(crate) fn parse_object(text: &str) -> Result<Map<String, Value>, ValidationE
 pub(crate) fn as_object(v: Value) -> Result<Map<String, Value>, ValidationError> {
     match v {
         Value::Object(map) => Ok(map),
-        other => Err(ValidationError::NotAnObject { found: type_name(&other) }),
+        other => Err(ValidationError::NotAnObject {
+            found: type_name(&other),
+        }),
     }
 }
 
 fn wrong(field: &str, expected: &'static str, v: &Value) -> ValidationError {
-    ValidationError::WrongType { field: field.to_string(), expected, found: type_name(v) }
+    ValidationError::WrongType {
+        field: field.to_string(),
+        expected,
+        found: type_name(v),
+    }
 }
 
 fn missing(field: &str) -> ValidationError {
-    ValidationError::MissingField { field: field.to_string() }
+    ValidationError::MissingField {
+        field: field.to_string(),
+    }
 }
 
 /// Remove and return a required string field.
@@ -176,7 +186,15 @@ pub(crate) fn check_id(
         Ok(())
     } else {
         let shown: String = id.chars().take(100).collect();
-        let shown = if shown.len() < id.len() { format!("{shown}…") } else { shown };
-        Err(ValidationError::BadId { kind, id: shown, pattern })
+        let shown = if shown.len() < id.len() {
+            format!("{shown}…")
+        } else {
+            shown
+        };
+        Err(ValidationError::BadId {
+            kind,
+            id: shown,
+            pattern,
+        })
     }
 }

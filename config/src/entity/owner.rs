@@ -33,7 +33,9 @@ impl Owner {
     /// # Errors
     /// Not a JSON object.
     pub fn parse(text: &str) -> Result<Self, ValidationError> {
-        Ok(Owner { value: parse_object(text)? })
+        Ok(Owner {
+            value: parse_object(text)?,
+        })
     }
 
     /// Formatted as the Python tools write it.

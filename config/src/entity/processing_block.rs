@@ -75,7 +75,11 @@ impl WorkflowRef {
         if parts.next().is_some() || id.is_empty() || version.is_empty() {
             return None;
         }
-        Some(WorkflowRef { kind: WorkflowType::parse(kind)?, id: id.into(), version: version.into() })
+        Some(WorkflowRef {
+            kind: WorkflowType::parse(kind)?,
+            id: id.into(),
+            version: version.into(),
+        })
     }
 
     fn from_map(mut map: Map<String, Value>) -> Result<Self, ValidationError> {
@@ -187,20 +191,29 @@ impl ProcessingBlock {
         Self::from_map(as_object(value)?, key_id)
     }
 
-    fn from_map(mut map: Map<String, Value>, key_id: Option<&str>) -> Result<Self, ValidationError> {
+    fn from_map(
+        mut map: Map<String, Value>,
+        key_id: Option<&str>,
+    ) -> Result<Self, ValidationError> {
         let (shape, field) = if map.contains_key("pb_id") {
             (PbShape::PbId, "pb_id")
         } else if map.contains_key("id") {
             (PbShape::Id, "id")
         } else {
-            return Err(ValidationError::MissingField { field: "pb_id".into() });
+            return Err(ValidationError::MissingField {
+                field: "pb_id".into(),
+            });
         };
         let id = take_str(&mut map, field, field)?;
         validate_pb_id(&id)?;
         if let Some(key_id) = key_id {
             if key_id != id {
                 return Err(ValidationError::IdMismatch {
-                    field: if shape == PbShape::PbId { "pb_id" } else { "id" },
+                    field: if shape == PbShape::PbId {
+                        "pb_id"
+                    } else {
+                        "id"
+                    },
                     in_value: id,
                     in_key: key_id.to_string(),
                 });
@@ -247,9 +260,22 @@ impl ProcessingBlock {
                     });
                 }
             };
-            dependencies.push(Dependency { pb_id, kind, extra: dep });
+            dependencies.push(Dependency {
+                pb_id,
+                kind,
+                extra: dep,
+            });
         }
-        Ok(ProcessingBlock { id, shape, sbi_id, workflow, parameters, scan_parameters, dependencies, extra: map })
+        Ok(ProcessingBlock {
+            id,
+            shape,
+            sbi_id,
+            workflow,
+            parameters,
+            scan_parameters,
+            dependencies,
+            extra: map,
+        })
     }
 
     /// The block as a JSON value, in its original shape, unknown fields included.
@@ -260,13 +286,18 @@ impl ProcessingBlock {
             PbShape::Id => "id",
         };
         map.insert(id_field.into(), Value::String(self.id.clone()));
-        map.insert("sbi_id".into(), self.sbi_id.clone().map_or(Value::Null, Value::String));
+        map.insert(
+            "sbi_id".into(),
+            self.sbi_id.clone().map_or(Value::Null, Value::String),
+        );
         map.insert("workflow".into(), self.workflow.to_value());
         map.insert("parameters".into(), Value::Object(self.parameters.clone()));
         if let Some(scan) = &self.scan_parameters {
             map.insert("scan_parameters".into(), Value::Object(scan.clone()));
         }
-        if !self.dependencies.is_empty() || self.shape == PbShape::Id && self.extra.contains_key("dependencies") {
+        if !self.dependencies.is_empty()
+            || self.shape == PbShape::Id && self.extra.contains_key("dependencies")
+        {
             let deps = self
                 .dependencies
                 .iter()
@@ -306,17 +337,26 @@ pub struct ProcessingBlockState {
 impl ProcessingBlockState {
     /// A state with a status.
     pub fn with_status(status: super::PbStatus) -> Self {
-        ProcessingBlockState { status: Some(status.as_str().into()), ..Default::default() }
+        ProcessingBlockState {
+            status: Some(status.as_str().into()),
+            ..Default::default()
+        }
     }
 
     /// `{"resources_available": false, "status": "STARTING"}`.
     pub fn starting() -> Self {
-        ProcessingBlockState { resources_available: Some(false), ..Self::with_status(super::PbStatus::Starting) }
+        ProcessingBlockState {
+            resources_available: Some(false),
+            ..Self::with_status(super::PbStatus::Starting)
+        }
     }
 
     /// `{"status": "FAILED", "reason": …}`.
     pub fn failed(reason: impl Into<String>) -> Self {
-        ProcessingBlockState { reason: Some(reason.into()), ..Self::with_status(super::PbStatus::Failed) }
+        ProcessingBlockState {
+            reason: Some(reason.into()),
+            ..Self::with_status(super::PbStatus::Failed)
+        }
     }
 
     /// The status as a known value, if it is one.
@@ -343,7 +383,12 @@ impl ProcessingBlockState {
                 });
             }
         };
-        Ok(ProcessingBlockState { status, resources_available, reason, extra: map })
+        Ok(ProcessingBlockState {
+            status,
+            resources_available,
+            reason,
+            extra: map,
+        })
     }
 
     /// As JSON value (absent fields omitted, unknown fields kept).
@@ -432,12 +477,27 @@ mod tests {
             ("[1]", "must be a JSON object, found a list"),
             ("{", "not valid JSON"),
             (r#"{"sbi_id":null}"#, "missing field `pb_id`"),
-            (r#"{"pb_id":5}"#, "field `pb_id` must be a string, found a number"),
+            (
+                r#"{"pb_id":5}"#,
+                "field `pb_id` must be a string, found a number",
+            ),
             (r#"{"pb_id":"a"}"#, "missing field `workflow`"),
-            (r#"{"pb_id":"a","workflow":"x"}"#, "field `workflow` must be an object"),
-            (r#"{"pb_id":"a","workflow":{"type":"x","id":"i","version":"v"}}"#, "must be one of realtime, batch"),
-            (r#"{"pb_id":"a","workflow":{"type":"batch","version":"v"}}"#, "missing field `workflow.id`"),
-            (r#"{"pb_id":"a","workflow":{"type":"batch","id":"i","version":"v"},"parameters":[]}"#, "field `parameters` must be an object"),
+            (
+                r#"{"pb_id":"a","workflow":"x"}"#,
+                "field `workflow` must be an object",
+            ),
+            (
+                r#"{"pb_id":"a","workflow":{"type":"x","id":"i","version":"v"}}"#,
+                "must be one of realtime, batch",
+            ),
+            (
+                r#"{"pb_id":"a","workflow":{"type":"batch","version":"v"}}"#,
+                "missing field `workflow.id`",
+            ),
+            (
+                r#"{"pb_id":"a","workflow":{"type":"batch","id":"i","version":"v"},"parameters":[]}"#,
+                "field `parameters` must be an object",
+            ),
         ];
         for (text, want) in cases {
             let err = ProcessingBlock::parse(text, None).unwrap_err().to_string();
@@ -449,10 +509,16 @@ mod tests {
 
     #[test]
     fn state_keeps_fields_written_by_workflows() {
-        let st = ProcessingBlockState::parse(r#"{"state":"executing","subarray":"x","status":"RUNNING"}"#).unwrap();
+        let st = ProcessingBlockState::parse(
+            r#"{"state":"executing","subarray":"x","status":"RUNNING"}"#,
+        )
+        .unwrap();
         assert_eq!(st.status.as_deref(), Some("RUNNING"));
         assert_eq!(st.to_value()["state"], "executing");
-        assert_eq!(ProcessingBlockState::starting().to_json(), "{\n  \"resources_available\": false,\n  \"status\": \"STARTING\"\n}");
+        assert_eq!(
+            ProcessingBlockState::starting().to_json(),
+            "{\n  \"resources_available\": false,\n  \"status\": \"STARTING\"\n}"
+        );
     }
 
     #[test]

@@ -88,6 +88,8 @@ impl DeploymentStatus {
 
     /// Parse the wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        DeploymentStatus::ALL.into_iter().find(|st| st.as_str() == s)
+        DeploymentStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
     }
 }

@@ -23,7 +23,8 @@ pub struct DeployTemplate {
 impl DeployTemplate {
     fn from_map(mut map: Map<String, Value>, field: &str) -> Result<Self, ValidationError> {
         let chart = take_str(&mut map, "chart", &format!("{field}.chart"))?;
-        let values = take_opt_object(&mut map, "values", &format!("{field}.values"))?.unwrap_or_default();
+        let values =
+            take_opt_object(&mut map, "values", &format!("{field}.values"))?.unwrap_or_default();
         Ok(DeployTemplate { chart, values })
     }
 }
@@ -61,19 +62,30 @@ impl WorkflowsFile {
         {
             let field = format!("repositories[{i}]");
             let Value::Object(mut repo) = repo else {
-                return Err(ValidationError::WrongType { field, expected: "an object", found: type_name(&repo) });
+                return Err(ValidationError::WrongType {
+                    field,
+                    expected: "an object",
+                    found: type_name(&repo),
+                });
             };
             let name = take_str(&mut repo, "name", &format!("{field}.name"))?;
             let path = take_str(&mut repo, "path", &format!("{field}.path"))?;
             repos.insert(name, path);
         }
-        let workflows = take_opt_list(&mut map, "workflows", "workflows")?
-            .ok_or(ValidationError::MissingField { field: "workflows".into() })?;
+        let workflows = take_opt_list(&mut map, "workflows", "workflows")?.ok_or(
+            ValidationError::MissingField {
+                field: "workflows".into(),
+            },
+        )?;
         let mut definitions = Vec::new();
         for (i, wf) in workflows.into_iter().enumerate() {
             let field = format!("workflows[{i}]");
             let Value::Object(mut wf) = wf else {
-                return Err(ValidationError::WrongType { field, expected: "an object", found: type_name(&wf) });
+                return Err(ValidationError::WrongType {
+                    field,
+                    expected: "an object",
+                    found: type_name(&wf),
+                });
             };
             let kind_s = take_str(&mut wf, "type", &format!("{field}.type"))?;
             let kind = WorkflowType::parse(&kind_s).ok_or_else(|| ValidationError::NotAllowed {
@@ -85,13 +97,17 @@ impl WorkflowsFile {
             let repository = take_str(&mut wf, "repository", &format!("{field}.repository"))?;
             let image = take_str(&mut wf, "image", &format!("{field}.image"))?;
             let repo_path = repos.get(&repository).ok_or_else(|| {
-                ValidationError::Other(format!("{field}.repository {repository:?} is not listed in `repositories`"))
+                ValidationError::Other(format!(
+                    "{field}.repository {repository:?} is not listed in `repositories`"
+                ))
             })?;
             let deploy = take_opt_object(&mut wf, "deploy", &format!("{field}.deploy"))?
                 .map(|m| DeployTemplate::from_map(m, &format!("{field}.deploy")))
                 .transpose()?;
             let versions = take_opt_list(&mut wf, "versions", &format!("{field}.versions"))?
-                .ok_or(ValidationError::MissingField { field: format!("{field}.versions") })?;
+                .ok_or(ValidationError::MissingField {
+                    field: format!("{field}.versions"),
+                })?;
             for (j, version) in versions.into_iter().enumerate() {
                 let Value::String(version) = version else {
                     return Err(ValidationError::WrongType {
@@ -102,7 +118,11 @@ impl WorkflowsFile {
                 };
                 definitions.push(WorkflowDefinition {
                     image: format!("{}/{}:{}", repo_path.trim_end_matches('/'), image, version),
-                    workflow: WorkflowRef { kind, id: id.clone(), version },
+                    workflow: WorkflowRef {
+                        kind,
+                        id: id.clone(),
+                        version,
+                    },
                     deploy: deploy.clone(),
                 });
             }
@@ -124,14 +144,20 @@ impl WorkflowDefinition {
     /// A bad key or value.
     pub fn parse_db(key: &str, text: &str) -> Result<Self, ValidationError> {
         let workflow = WorkflowRef::parse_spec(key).ok_or_else(|| {
-            ValidationError::Other(format!("workflow key {key:?} is not realtime|batch:<id>:<version>"))
+            ValidationError::Other(format!(
+                "workflow key {key:?} is not realtime|batch:<id>:<version>"
+            ))
         })?;
         let mut map = parse_object(text)?;
         let image = take_str(&mut map, "image", "image")?;
         let deploy = take_opt_object(&mut map, "deploy", "deploy")?
             .map(|m| DeployTemplate::from_map(m, "deploy"))
             .transpose()?;
-        Ok(WorkflowDefinition { workflow, image, deploy })
+        Ok(WorkflowDefinition {
+            workflow,
+            image,
+            deploy,
+        })
     }
 }
 
@@ -149,7 +175,11 @@ fn key_of(w: &WorkflowRef) -> (WorkflowType, String, String) {
 impl WorkflowRegistry {
     /// Replace the file part.
     pub fn set_file(&mut self, file: WorkflowsFile) {
-        self.file = file.definitions.into_iter().map(|d| (key_of(&d.workflow), d)).collect();
+        self.file = file
+            .definitions
+            .into_iter()
+            .map(|d| (key_of(&d.workflow), d))
+            .collect();
     }
 
     /// Add or replace a database definition.
@@ -164,7 +194,11 @@ impl WorkflowRegistry {
 
     /// Number of distinct definitions.
     pub fn len(&self) -> usize {
-        self.file.keys().chain(self.db.keys()).collect::<std::collections::BTreeSet<_>>().len()
+        self.file
+            .keys()
+            .chain(self.db.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
     }
 
     /// Every registered workflow (file and database), sorted, each once.
@@ -172,7 +206,12 @@ impl WorkflowRegistry {
         let mut keys: Vec<_> = self.file.keys().chain(self.db.keys()).collect();
         keys.sort();
         keys.dedup();
-        keys.into_iter().filter_map(|k| self.db.get(k).or_else(|| self.file.get(k)).map(|d| &d.workflow))
+        keys.into_iter().filter_map(|k| {
+            self.db
+                .get(k)
+                .or_else(|| self.file.get(k))
+                .map(|d| &d.workflow)
+        })
     }
 
     /// True when there is no definition at all.
@@ -227,26 +266,44 @@ mod tests {
     fn file_form_gives_one_definition_per_version_with_the_full_image() {
         let f = WorkflowsFile::parse(FILE).unwrap();
         assert_eq!(f.definitions.len(), 2);
-        assert_eq!(f.definitions[0].image, "registry.example/sdp/workflow-testdask:0.1.0");
+        assert_eq!(
+            f.definitions[0].image,
+            "registry.example/sdp/workflow-testdask:0.1.0"
+        );
     }
 
     #[test]
     fn database_entries_win_and_lookups_explain_misses() {
         let mut reg = WorkflowRegistry::default();
         reg.set_file(WorkflowsFile::parse(FILE).unwrap());
-        reg.set_db(WorkflowDefinition::parse_db("realtime:testdask:0.1.0", r#"{"image":"mine:1"}"#).unwrap());
+        reg.set_db(
+            WorkflowDefinition::parse_db("realtime:testdask:0.1.0", r#"{"image":"mine:1"}"#)
+                .unwrap(),
+        );
         let w = WorkflowRef::parse_spec("realtime:testdask:0.1.0").unwrap();
         assert_eq!(reg.lookup(&w).unwrap().image, "mine:1");
         let w = WorkflowRef::parse_spec("realtime:testdask:9").unwrap();
-        assert!(reg.lookup(&w).unwrap_err().contains("registered versions: 0.1.0, 0.2.0"));
+        assert!(
+            reg.lookup(&w)
+                .unwrap_err()
+                .contains("registered versions: 0.1.0, 0.2.0")
+        );
         let w = WorkflowRef::parse_spec("batch:testdask:0.1.0").unwrap();
-        assert!(reg.lookup(&w).unwrap_err().contains("no batch workflow \"testdask\""));
+        assert!(
+            reg.lookup(&w)
+                .unwrap_err()
+                .contains("no batch workflow \"testdask\"")
+        );
     }
 
     #[test]
     fn invalid_files_say_where() {
         let err = WorkflowsFile::parse(r#"{"repositories":[],"workflows":[{"type":"realtime","id":"x","repository":"r","image":"i","versions":["1"]}]}"#).unwrap_err();
-        assert!(err.to_string().contains("workflows[0].repository \"r\" is not listed"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("workflows[0].repository \"r\" is not listed"),
+            "{err}"
+        );
         let err = WorkflowsFile::parse(r#"{"workflows":[{"type":"x"}]}"#).unwrap_err();
         assert!(err.to_string().contains("workflows[0].type"), "{err}");
     }
@@ -258,6 +315,9 @@ mod tests {
             r#"{"image":"i","deploy":{"chart":"workflow","values":{"resources.limits.memory":"{{parameters.mem}}"}}}"#,
         )
         .unwrap();
-        assert_eq!(def.deploy.unwrap().values["resources.limits.memory"], "{{parameters.mem}}");
+        assert_eq!(
+            def.deploy.unwrap().values["resources.limits.memory"],
+            "{{parameters.mem}}"
+        );
     }
 }
