@@ -74,6 +74,21 @@ pub async fn start(pb_id: &str, shutdown: &CancellationToken) -> crate::Result<O
     }
 }
 
+/// The outcome of a workflow's work, with the ways its claim can end (block deleted,
+/// ownership lost) counted as a normal stop rather than an error.
+///
+/// # Errors
+/// Any other error of the work.
+pub fn stopped_normally(result: crate::Result<()>) -> crate::Result<()> {
+    match result {
+        Err(e) if e.ends_workflow() => {
+            tracing::info!(reason = %e, "stopping");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 /// Logs to stderr, filtered by `SDP_LOG_LEVEL` or `RUST_LOG` (default `info`).
 pub fn init_tracing() {
     let filter = std::env::var("SDP_LOG_LEVEL")

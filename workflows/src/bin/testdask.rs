@@ -82,13 +82,8 @@ async fn run(pb_id: String, shutdown: CancellationToken) -> anyhow::Result<()> {
         .scheduler
         .clone()
         .unwrap_or_else(|| scheduler_address(&settings.helm_prefix, &deploy_id, wf.namespace()));
-    let result = match work(&wf, &deploy_id, &scheduler, settings.timeout, &shutdown).await {
-        Err(e) if e.ends_workflow() => {
-            tracing::info!(reason = %e, "stopping");
-            Ok(())
-        }
-        other => other,
-    };
+    let result =
+        cli::stopped_normally(work(&wf, &deploy_id, &scheduler, settings.timeout, &shutdown).await);
     match wf.remove_deployment(&deploy_id).await {
         Ok(_) => {}
         Err(e @ Error::NotOwner { .. }) => {

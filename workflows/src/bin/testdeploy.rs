@@ -43,13 +43,7 @@ async fn run(pb_id: String, shutdown: CancellationToken) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    let result = match keep_in_step(&wf, &shutdown).await {
-        Err(e) if e.ends_workflow() => {
-            tracing::info!(reason = %e, "stopping");
-            Ok(())
-        }
-        other => other,
-    };
+    let result = cli::stopped_normally(keep_in_step(&wf, &shutdown).await);
     remove_all(&wf).await?;
     wf.finish().await.context("cannot release the claim")?;
     Ok(result?)

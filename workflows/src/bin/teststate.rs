@@ -34,13 +34,7 @@ async fn run(pb_id: String, shutdown: CancellationToken) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    let result = match walk(&wf, &shutdown).await {
-        Err(e) if e.ends_workflow() => {
-            tracing::info!(reason = %e, "stopping");
-            Ok(())
-        }
-        other => other,
-    };
+    let result = cli::stopped_normally(walk(&wf, &shutdown).await);
     wf.finish().await.context("cannot release the claim")?;
     Ok(result?)
 }
