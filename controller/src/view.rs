@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use sdp_config::entity::{PbStatus, ProcessingBlock, ProcessingBlockState};
+use sdp_config::entity::{
+    Deployment, PbStatus, ProcessingBlock, ProcessingBlockState, WorkflowDefinition,
+};
 use sdp_config::{Entry, WatchEvent};
 
 use crate::ownership;
@@ -250,7 +252,7 @@ impl View {
     fn put(&mut self, part: Part, entry: Entry) -> Wake {
         match part {
             Part::Blocks => {
-                let Some(id) = block_id(&entry.path) else {
+                let Some(id) = ProcessingBlock::id_from_path(&entry.path) else {
                     return Wake::Keys(Vec::new());
                 };
                 let parsed = check_block(id, &entry.value);
@@ -261,7 +263,7 @@ impl View {
                 self.set_block(id.to_string(), Some(block))
             }
             Part::States => {
-                let Some(id) = state_block_id(&entry.path) else {
+                let Some(id) = ProcessingBlock::id_from_state_path(&entry.path) else {
                     return Wake::Keys(Vec::new());
                 };
                 self.states
@@ -269,14 +271,14 @@ impl View {
                 self.block_and_dependents(id)
             }
             Part::Deployments => {
-                let Some(id) = entry.path.strip_prefix("/deploy/") else {
+                let Some(id) = Deployment::id_from_path(&entry.path) else {
                     return Wake::Keys(Vec::new());
                 };
                 self.deployments.insert(id.to_string(), entry.mod_revision);
                 Wake::Keys(self.deployment_owner(id))
             }
             Part::Workflows => {
-                let Some(key) = entry.path.strip_prefix("/workflow/") else {
+                let Some(key) = WorkflowDefinition::key_from_path(&entry.path) else {
                     return Wake::Keys(Vec::new());
                 };
                 if let Err(reason) = self.registry.set_db(key, &entry.value) {
@@ -290,28 +292,28 @@ impl View {
     fn delete(&mut self, part: Part, path: &str) -> Wake {
         match part {
             Part::Blocks => {
-                let Some(id) = block_id(path) else {
+                let Some(id) = ProcessingBlock::id_from_path(path) else {
                     return Wake::Keys(Vec::new());
                 };
                 self.deleted.insert(id);
                 self.set_block(id.to_string(), None)
             }
             Part::States => {
-                let Some(id) = state_block_id(path) else {
+                let Some(id) = ProcessingBlock::id_from_state_path(path) else {
                     return Wake::Keys(Vec::new());
                 };
                 self.states.remove(id);
                 self.block_and_dependents(id)
             }
             Part::Deployments => {
-                let Some(id) = path.strip_prefix("/deploy/") else {
+                let Some(id) = Deployment::id_from_path(path) else {
                     return Wake::Keys(Vec::new());
                 };
                 self.deployments.remove(id);
                 Wake::Keys(self.deployment_owner(id))
             }
             Part::Workflows => {
-                if let Some(key) = path.strip_prefix("/workflow/") {
+                if let Some(key) = WorkflowDefinition::key_from_path(path) {
                     self.registry.remove_db(key);
                 }
                 Wake::NotStarted
@@ -433,19 +435,6 @@ impl View {
             .map(|(k, _)| k)
             .take_while(move |k| k.starts_with(prefix))
     }
-}
-
-/// `x` from `/pb/x`.
-fn block_id(path: &str) -> Option<&str> {
-    path.strip_prefix("/pb/")
-        .filter(|id| !id.is_empty() && !id.contains('/'))
-}
-
-/// `x` from `/pb/x/state` (owners and anything else below a block are ignored).
-fn state_block_id(path: &str) -> Option<&str> {
-    path.strip_prefix("/pb/")?
-        .strip_suffix("/state")
-        .filter(|id| !id.is_empty() && !id.contains('/'))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use sdp_config::entity::Deployment;
 use sdp_config::{Entry, WatchEvent};
 
 /// A stored value with its `mod_revision`.
@@ -56,19 +57,6 @@ impl std::fmt::Debug for View {
     }
 }
 
-/// The deployment ID of an entry path (`/deploy/<id>`).
-fn entry_id(path: &str) -> Option<&str> {
-    path.strip_prefix("/deploy/")
-        .filter(|id| !id.is_empty() && !id.contains('/'))
-}
-
-/// The deployment ID of a state path (`/deploy/<id>/state`).
-fn state_id(path: &str) -> Option<&str> {
-    path.strip_prefix("/deploy/")?
-        .strip_suffix("/state")
-        .filter(|id| !id.is_empty() && !id.contains('/'))
-}
-
 impl View {
     /// An empty view; `release_of` maps a deployment ID to its release name.
     pub fn new(release_of: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
@@ -112,7 +100,7 @@ impl View {
             WatchEvent::Listed { entries, .. } => {
                 let mut fresh: HashMap<String, Item> = HashMap::new();
                 for e in &entries {
-                    if let Some(id) = entry_id(&e.path) {
+                    if let Some(id) = Deployment::id_from_path(&e.path) {
                         fresh.insert(id.to_string(), Self::item(e));
                     }
                 }
@@ -134,13 +122,13 @@ impl View {
                 }
             }
             WatchEvent::Put(e) => {
-                if let Some(id) = entry_id(&e.path) {
+                if let Some(id) = Deployment::id_from_path(&e.path) {
                     self.entries.insert(id.to_string(), Self::item(&e));
                     dirty.push(self.index(id));
                 }
             }
             WatchEvent::Deleted { path, .. } => {
-                if let Some(id) = entry_id(&path) {
+                if let Some(id) = Deployment::id_from_path(&path) {
                     self.entries.remove(id);
                     dirty.push(self.index(id));
                 }
@@ -159,7 +147,7 @@ impl View {
                 self.states.clear();
                 let mut ids = BTreeSet::new();
                 for e in &entries {
-                    if let Some(id) = state_id(&e.path) {
+                    if let Some(id) = Deployment::id_from_state_path(&e.path) {
                         self.states.insert(id.to_string(), Self::item(e));
                         ids.insert(id.to_string());
                     }
@@ -179,7 +167,7 @@ impl View {
                 }
             }
             WatchEvent::Put(e) => {
-                if let Some(id) = state_id(&e.path) {
+                if let Some(id) = Deployment::id_from_state_path(&e.path) {
                     let newer = self
                         .states
                         .get(id)
@@ -194,7 +182,7 @@ impl View {
                 }
             }
             WatchEvent::Deleted { path, revision } => {
-                if let Some(id) = state_id(&path) {
+                if let Some(id) = Deployment::id_from_state_path(&path) {
                     if self
                         .states
                         .get(id)

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use sdp_config::entity::{Deployment, ValidationError, validate_deploy_id};
+use sdp_config::entity::{Deployment, ProcessingBlock, ValidationError, validate_deploy_id};
 
 use crate::error::{Error, Result};
 use crate::guard::Attempts;
@@ -146,11 +146,11 @@ impl Workflow {
             .list_keys(&format!("/pb/{prefix}"), 0)
             .await?
             .into_iter()
-            .filter_map(|p| p.strip_prefix("/pb/").map(|id| format!("{id}-")))
+            .filter_map(|p| ProcessingBlock::id_from_path(&p).map(|id| format!("{id}-")))
             .collect();
         let mut out = BTreeMap::new();
         for (path, text) in stored {
-            let Some(id) = path.strip_prefix("/deploy/") else {
+            let Some(id) = Deployment::id_from_path(&path) else {
                 continue;
             };
             if id == self.deploy_id(WORKFLOW_SUFFIX)

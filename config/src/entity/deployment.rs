@@ -74,6 +74,17 @@ impl Deployment {
         format!("/deploy/{id}/state")
     }
 
+    /// The deployment ID of a deployment path (`/deploy/<id>`), the inverse of
+    /// [`Deployment::path`].
+    pub fn id_from_path(path: &str) -> Option<&str> {
+        super::id_in(path, "/deploy/", "")
+    }
+
+    /// The deployment ID of a state path (`/deploy/<id>/state`).
+    pub fn id_from_state_path(path: &str) -> Option<&str> {
+        super::id_in(path, "/deploy/", "/state")
+    }
+
     /// A helm deployment.
     pub fn helm(
         id: impl Into<String>,
@@ -318,6 +329,35 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn ids_come_back_out_of_the_paths_built_for_them() {
+        assert_eq!(
+            Deployment::id_from_path(&Deployment::path("a-b")),
+            Some("a-b")
+        );
+        assert_eq!(
+            Deployment::id_from_state_path(&Deployment::state_path("a-b")),
+            Some("a-b")
+        );
+        assert_eq!(Deployment::id_from_path("/deploy/a/state"), None);
+        assert_eq!(Deployment::id_from_state_path("/deploy/a/b/state"), None);
+        assert_eq!(Deployment::id_from_path("/pb/a"), None);
+        use crate::entity::ProcessingBlock;
+        assert_eq!(
+            ProcessingBlock::id_from_path(&ProcessingBlock::path("x")),
+            Some("x")
+        );
+        assert_eq!(
+            ProcessingBlock::id_from_state_path(&ProcessingBlock::state_path("x")),
+            Some("x")
+        );
+        assert_eq!(
+            ProcessingBlock::id_from_state_path(&ProcessingBlock::owner_path("x")),
+            None
+        );
+        assert_eq!(ProcessingBlock::id_from_path("/pb/"), None);
     }
 
     #[test]

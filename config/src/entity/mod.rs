@@ -16,4 +16,12 @@ pub use processing_block::{
     validate_pb_id,
 };
 pub use state::{DeploymentStatus, PbStatus};
+/// The ID in `<dir><id><suffix>`, when `path` has that shape and the ID is one path
+/// segment (the inverse of the entities' `path` functions).
+fn id_in<'p>(path: &'p str, dir: &str, suffix: &str) -> Option<&'p str> {
+    path.strip_prefix(dir)?
+        .strip_suffix(suffix)
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
 pub use workflow::{DeployTemplate, WorkflowDefinition, WorkflowRegistry, WorkflowsFile};

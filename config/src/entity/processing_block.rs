@@ -153,6 +153,16 @@ impl ProcessingBlock {
         format!("/pb/{id}/state")
     }
 
+    /// The block ID of a block path (`/pb/<id>`), the inverse of [`ProcessingBlock::path`].
+    pub fn id_from_path(path: &str) -> Option<&str> {
+        super::id_in(path, "/pb/", "")
+    }
+
+    /// The block ID of a state path (`/pb/<id>/state`).
+    pub fn id_from_state_path(path: &str) -> Option<&str> {
+        super::id_in(path, "/pb/", "/state")
+    }
+
     /// Path of a block's owner.
     pub fn owner_path(id: &str) -> String {
         format!("/pb/{id}/owner")

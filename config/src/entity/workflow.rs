@@ -137,6 +137,12 @@ impl WorkflowDefinition {
         format!("/workflow/{workflow}")
     }
 
+    /// The `type:id:version` key of a database-form path (`/workflow/<key>`), the
+    /// inverse of [`WorkflowDefinition::path`].
+    pub fn key_from_path(path: &str) -> Option<&str> {
+        super::id_in(path, "/workflow/", "")
+    }
+
     /// Parse the database form: the key names `type:id:version`, the value holds
     /// `image` (and optionally `deploy`).
     ///
