@@ -97,6 +97,10 @@ async fn etcd_killed_and_restarted_in_the_middle_of_a_burst() -> TestResult {
     wait_deployments(&env.db, 200).await;
     let before = deployments(&env.db).await;
     env.etcd.kill();
+    assert!(
+        before < ids.len(),
+        "the burst had finished ({before} deployments) before etcd was killed: nothing tested"
+    );
     let at_kill = Instant::now();
     tokio::time::sleep(Duration::from_secs(1)).await;
     env.etcd.restart()?;
@@ -152,6 +156,10 @@ async fn the_controller_killed_in_the_middle_of_a_burst_and_restarted() -> TestR
     first.sigkill();
     let killed_at = deployments(&env.db).await;
     eprintln!("SIGKILL after {killed_at} deployments");
+    assert!(
+        killed_at < ids.len(),
+        "the burst had finished ({killed_at} deployments) before the SIGKILL: nothing tested"
+    );
     let second = Binary::start(
         &env.etcd,
         &env.registry,
