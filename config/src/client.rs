@@ -8,6 +8,7 @@ use std::time::Duration;
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, KvClient, TlsOptions};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::path::KeySpace;
 use crate::settings::{ConnectionSettings, Protocol};
@@ -115,7 +116,7 @@ impl Config {
         settings: &ConnectionSettings,
         cancel: &CancellationToken,
     ) -> Result<Self> {
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             match Config::connect(settings).await {
                 Ok(c) => return Ok(c),
@@ -123,14 +124,14 @@ impl Config {
                     return Err(e);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "configuration database not reachable")
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "configuration database not reachable");
+                    tokio::select! {
+                        () = cancel.cancelled() => return Err(Error::Cancelled),
+                        () = tokio::time::sleep(delay) => {}
+                    }
                 }
             }
-            tokio::select! {
-                () = cancel.cancelled() => return Err(Error::Cancelled),
-                () = tokio::time::sleep(crate::backoff::jitter(delay)) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 

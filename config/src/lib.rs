@@ -11,6 +11,7 @@ mod client;
 mod election;
 pub mod entity;
 mod error;
+pub mod identity;
 pub mod json;
 mod lease;
 pub mod path;

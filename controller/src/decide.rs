@@ -9,16 +9,17 @@ use serde_json::Value;
 use crate::failure::FailureKind;
 use crate::ownership;
 use crate::registry::Lookup;
+use crate::state_class::{FAILED_BY, FAILED_BY_US, StateClass};
 use crate::template::{DeployContext, workflow_deployment};
 use crate::validate::{MAX_VALUE_BYTES, truncate};
-use crate::view::{Block, FAILED_BY, FAILED_BY_US, StateClass, View};
+use crate::view::{Block, View};
 
 /// Most blocks followed when looking for a dependency cycle.
 const MAX_CYCLE_SEARCH: usize = 10_000;
 
 /// A change to a block's state, decided from the view.
 #[derive(Clone, Debug, PartialEq)]
-pub enum StateWrite {
+pub(crate) enum StateWrite {
     /// The state is absent: create it.
     Create(String),
     /// Replace the state seen at `rev` (text `raw`) with `new`.
@@ -34,7 +35,7 @@ pub enum StateWrite {
 
 impl StateWrite {
     /// The text written.
-    pub fn new_value(&self) -> &str {
+    pub(crate) fn new_value(&self) -> &str {
         match self {
             StateWrite::Create(v) | StateWrite::Replace { new: v, .. } => v,
         }
@@ -43,7 +44,7 @@ impl StateWrite {
 
 /// A deployment of a deleted block to delete.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Removal {
+pub(crate) struct Removal {
     /// The deployment.
     pub deploy_id: String,
     /// Every block ID it could belong to: all must still be absent at commit.
@@ -52,7 +53,7 @@ pub struct Removal {
 
 /// What to do.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Nothing (started, or not decidable yet).
     Nothing,
     /// Request the workflow deployment (unless it exists) and set the state to STARTING.
@@ -90,7 +91,7 @@ enum Desired {
 }
 
 /// Decide for block `id`.
-pub fn decide(view: &View, id: &str, ctx: &DeployContext) -> Action {
+pub(crate) fn decide(view: &View, id: &str, ctx: &DeployContext) -> Action {
     let Some(block) = view.blocks.get(id) else {
         return cleanup(view, id);
     };
@@ -162,7 +163,7 @@ pub fn decide(view: &View, id: &str, ctx: &DeployContext) -> Action {
 }
 
 /// `{"failed_by": "processing-controller", "reason": …, "status": "FAILED"}`.
-pub fn own_failed(reason: &str) -> ProcessingBlockState {
+pub(crate) fn own_failed(reason: &str) -> ProcessingBlockState {
     let mut st = ProcessingBlockState::failed(reason);
     st.extra
         .insert(FAILED_BY.into(), Value::String(FAILED_BY_US.into()));

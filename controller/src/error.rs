@@ -10,6 +10,9 @@ pub enum Error {
     /// The configuration database could not be reached or the settings are unusable.
     #[error("cannot connect to the configuration database")]
     ConnectFailed(#[source] sdp_config::Error),
+    /// The leader election refused this replica for a reason retrying cannot fix.
+    #[error("cannot take part in the leader election")]
+    ElectionFailed(#[source] sdp_config::Error),
     /// A watch could not be set up.
     #[error("cannot watch {prefix}")]
     WatchStartFailed {

@@ -2,7 +2,7 @@
 
 /// Why a block was failed (or a reconcile went wrong).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FailureKind {
+pub(crate) enum FailureKind {
     /// The block's value is not JSON.
     InvalidJson,
     /// Missing or mistyped fields, or not an object.
@@ -27,7 +27,7 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind, for metrics.
-    pub const ALL: [FailureKind; 10] = [
+    pub(crate) const ALL: [FailureKind; 10] = [
         FailureKind::InvalidJson,
         FailureKind::InvalidBlock,
         FailureKind::InvalidId,
@@ -41,7 +41,7 @@ impl FailureKind {
     ];
 
     /// The metrics label value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             FailureKind::InvalidJson => "invalid_json",
             FailureKind::InvalidBlock => "invalid_block",

@@ -1,59 +1,41 @@
-//! Leader election: every replica watches and keeps its view; only the leader acts.
+//! A term of leadership: act on every block at once, and again on every resync, until
+//! leadership is lost or the controller stops. Every replica keeps its view warm; only
+//! the leader acts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use sdp_config::Leadership;
+use sdp_runtime::election::Term;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::Ctx;
+use crate::shared::Shared;
 
 /// Name of the election among controller replicas.
-pub const ELECTION: &str = "processing-controller";
+pub(crate) const ELECTION: &str = "processing-controller";
 
-/// Campaign, lead (with a full reconcile on election and every `resync`), stand by
-/// again when leadership is lost. Returns the leadership still held when `shutdown`
-/// fires, so that the caller can resign after in-flight work has finished.
-pub async fn lead(
-    ctx: Arc<Ctx>,
-    ttl: Duration,
+pub(crate) async fn lead(
+    shared: Arc<Shared>,
+    term: Term,
     resync: Duration,
     shutdown: CancellationToken,
-) -> Option<Leadership> {
-    let election = ctx.db.election(ELECTION);
-    let me = identity();
+) {
+    tracing::info!("leading: acting on processing blocks");
+    shared.set_leader(Some(term.guard.clone()));
+    shared.wake_everything();
+    let mut resync_timer = tokio::time::interval_at(tokio::time::Instant::now() + resync, resync);
     loop {
-        tracing::info!(candidate = %me, "campaigning for leadership; standing by");
-        let leadership = election.campaign(&me, ttl, &shutdown).await.ok()?;
-        tracing::info!(candidate = %me, "leading: acting on processing blocks");
-        ctx.set_leader(Some(leadership.guard()));
-        ctx.wake_everything();
-        let mut resync_timer =
-            tokio::time::interval_at(tokio::time::Instant::now() + resync, resync);
-        loop {
-            tokio::select! {
-                () = leadership.lost() => {
-                    ctx.set_leader(None);
-                    tracing::warn!("leadership lost; standing by");
-                    break;
-                }
-                () = shutdown.cancelled() => return Some(leadership),
-                _ = resync_timer.tick() => {
-                    tracing::debug!("periodic full reconcile");
-                    ctx.wake_everything();
-                }
+        tokio::select! {
+            () = term.lost.cancelled() => {
+                shared.set_leader(None);
+                return;
+            }
+            // Still leading: in-flight reconciles finish under this guard, and leadership
+            // is resigned after them.
+            () = shutdown.cancelled() => return,
+            _ = resync_timer.tick() => {
+                tracing::debug!("periodic full reconcile");
+                shared.wake_everything();
             }
         }
     }
-}
-
-/// `<hostname>/<pid>`: what this candidate proclaims.
-fn identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}/{}", std::process::id())
 }

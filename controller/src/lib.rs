@@ -5,42 +5,54 @@
 //! decision in one small etcd transaction conditional on leadership. Only the elected
 //! [`leader`] acts; every replica keeps its view warm. See [`run`].
 
-pub mod context;
-pub mod decide;
-pub mod error;
-pub mod failure;
-mod http;
-pub mod leader;
-pub mod metrics;
-pub mod ownership;
-pub mod perform;
-pub mod queue;
-pub mod reconcile;
-pub mod registry;
-pub mod registry_source;
-pub mod settings;
-pub mod template;
-pub mod validate;
-pub mod view;
+mod decide;
+mod deleted;
+mod dependents;
+mod error;
+mod failure;
+mod leader;
+mod metrics;
+mod ownership;
+mod perform;
+mod reconcile;
+mod registry;
+mod registry_source;
+mod settings;
+mod shared;
+mod state_class;
+mod template;
+mod validate;
+mod view;
 mod watchers;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Router;
+use prometheus_client::registry::Registry;
 use sdp_config::Config;
-use tokio::net::TcpListener;
+use sdp_runtime::election::{resign, run_while_elected};
+use sdp_runtime::health::{Component, Health};
+use sdp_runtime::queue::{LaneSpec, Queue, QueueMetrics, Retry};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
 pub use settings::Settings;
 
-use crate::context::Ctx;
+use crate::metrics::Metrics;
 use crate::registry_source::Source;
+use crate::shared::Shared;
 use crate::template::DeployContext;
 use crate::view::{View, Wake};
 
 /// How long background tasks get to stop after the workers have.
-const TASK_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Retries of a reconcile that failed on etcd: 50 ms doubling to 30 s.
+const ETCD_RETRY: Retry = Retry {
+    initial: Duration::from_millis(50),
+    max: Duration::from_secs(30),
+};
 
 /// Run the controller until `shutdown` fires, then finish in-flight work (within the
 /// grace period) and resign leadership.
@@ -51,21 +63,22 @@ const TASK_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2)
 /// is waited for; bad input is reported in the blocks' states.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> {
     let source = Source::from_url(&settings.workflows_url)?;
-    let shared: http::Shared = Arc::new(OnceLock::new());
-    let mut tasks = JoinSet::new();
-    if !settings.http_addr.is_empty() {
-        let listener = TcpListener::bind(&settings.http_addr)
-            .await
-            .map_err(|source| Error::HttpBindFailed {
-                addr: settings.http_addr.clone(),
-                source,
-            })?;
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
-        }
-        tasks.spawn(http::serve(listener, Arc::clone(&shared), shutdown.clone()));
-    }
-    let db = match Config::connect_retrying(&settings.connection, &shutdown).await {
+    let mut registry = Registry::with_prefix("sdp_controller");
+    let metrics = Metrics::new(&mut registry);
+    let queue_metrics = QueueMetrics::new();
+    queue_metrics.register(&mut registry);
+    let health = Health::serve(
+        &settings.http_addr,
+        registry,
+        Router::new(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|source| Error::HttpBindFailed {
+        addr: settings.http_addr.clone(),
+        source,
+    })?;
+    let db = match Config::connect_retrying(&settings.daemon.connection, &shutdown).await {
         Ok(db) => db,
         Err(sdp_config::Error::Cancelled) => return Ok(()),
         Err(e) => return Err(Error::ConnectFailed(e)),
@@ -78,56 +91,74 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> 
         config_host: settings.config_host_for_workflows().to_string(),
         namespace: settings.helm_namespace.clone(),
     };
-    let ctx = Ctx::new(db, View::new(source.is_some()), deploy);
-    let _ = shared.set(Arc::clone(&ctx));
-    watchers::start(&ctx, &shutdown, &mut tasks)?;
+    let lanes = [LaneSpec {
+        name: "reconcile",
+        concurrency: settings.controller_workers.max(1),
+    }];
+    let queue = Queue::new(&lanes, ETCD_RETRY, queue_metrics);
+    let shared = Shared::new(
+        db.clone(),
+        View::new(source.is_some()),
+        deploy,
+        metrics,
+        queue.clone(),
+    );
+    health.attach(db.clone(), Arc::clone(&shared) as Arc<dyn Component>);
+    let mut tasks = JoinSet::new();
+    watchers::start(&shared, &shutdown, &mut tasks)?;
     if let Some(source) = source {
-        let ctx = Arc::clone(&ctx);
+        let shared = Arc::clone(&shared);
         tasks.spawn(registry_source::follow(
             source,
             settings.workflows_refresh(),
             shutdown.clone(),
             move |file| {
-                ctx.update(|view| {
+                shared.update(|view| {
                     view.registry.set_file(file);
                     Wake::NotStarted
                 });
             },
         ));
     }
-    let mut workers = JoinSet::new();
-    for _ in 0..settings.workers.max(1) {
-        workers.spawn(reconcile::worker(Arc::clone(&ctx)));
-    }
+    let mut workers = {
+        let shared = Arc::clone(&shared);
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            queue
+                .work(0, move |key: String| {
+                    let shared = Arc::clone(&shared);
+                    async move { reconcile::reconcile(&shared, &key).await }
+                })
+                .await;
+        })
+    };
 
-    let leadership = leader::lead(
-        Arc::clone(&ctx),
-        settings.leader_ttl(),
-        settings.resync_interval(),
-        shutdown,
+    let resync = settings.resync_interval();
+    let leadership = run_while_elected(
+        &db,
+        leader::ELECTION,
+        &sdp_runtime::identity(),
+        settings.daemon.leader_ttl(),
+        &shutdown,
+        |term| leader::lead(Arc::clone(&shared), term, resync, shutdown.clone()),
     )
     .await;
 
     tracing::info!("shutting down: finishing in-flight reconciles");
-    ctx.queue.close();
-    let drained = tokio::time::timeout(settings.shutdown_grace(), async {
-        while workers.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
+    queue.close();
+    if tokio::time::timeout(settings.daemon.shutdown_grace, &mut workers)
+        .await
+        .is_err()
+    {
         tracing::warn!(
             "in-flight reconciles did not finish within the grace period; abandoning them"
         );
-        workers.abort_all();
+        workers.abort();
     }
+    shared.set_leader(None);
+    let leadership = leadership.map_err(Error::ElectionFailed)?;
     if let Some(leadership) = leadership {
-        ctx.set_leader(None);
-        match leadership.resign().await {
-            Ok(()) => tracing::info!("resigned leadership"),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not resign leadership; it expires with its lease")
-            }
-        }
+        resign(leadership).await;
     }
     if tokio::time::timeout(TASK_STOP_TIMEOUT, async {
         while tasks.join_next().await.is_some() {}
@@ -137,6 +168,5 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> 
     {
         tasks.abort_all();
     }
-    tracing::info!("stopped");
     Ok(())
 }

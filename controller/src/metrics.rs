@@ -15,21 +15,20 @@ use crate::view::View;
 
 /// Label of a failure counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
+pub(crate) struct ReasonLabel {
     /// One of [`FailureKind::as_str`].
     pub reason: String,
 }
 
 /// Label of the block gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StatusLabel {
+pub(crate) struct StatusLabel {
     /// A block status, `NONE` (no state yet) or `OTHER` (a state without a known status).
     pub status: String,
 }
 
-/// The controller's metrics.
-pub struct Metrics {
-    registry: Registry,
+/// The controller's metrics (the work queue's are registered beside them).
+pub(crate) struct Metrics {
     /// Workflow deployments created.
     pub deployments_created: Counter,
     /// Deployments of deleted blocks removed.
@@ -40,8 +39,6 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// 1 while leading.
     pub is_leader: Gauge,
-    /// Blocks waiting in the work queue.
-    pub queue_depth: Gauge,
     /// Blocks by status.
     pub blocks: Family<StatusLabel, Gauge>,
     /// Workflow definitions known.
@@ -51,22 +48,14 @@ pub struct Metrics {
     reconnects_seen: AtomicU64,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    /// Register every metric under the `sdp_controller` prefix.
-    pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("sdp_controller");
+    /// Register every metric in `registry` (prefix `sdp_controller`).
+    pub(crate) fn new(registry: &mut Registry) -> Self {
         let deployments_created = Counter::default();
         let deployments_deleted = Counter::default();
         let failures = Family::<ReasonLabel, Counter>::default();
         let reconcile_duration = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
         let is_leader = Gauge::default();
-        let queue_depth = Gauge::default();
         let blocks = Family::<StatusLabel, Gauge>::default();
         let workflows = Gauge::default();
         let watch_reconnects = Counter::default();
@@ -95,11 +84,6 @@ impl Metrics {
             "Whether this replica leads (and acts): 1 or 0",
             is_leader.clone(),
         );
-        registry.register(
-            "queue_depth",
-            "Processing blocks waiting to be reconciled",
-            queue_depth.clone(),
-        );
         registry.register("blocks", "Processing blocks by status", blocks.clone());
         registry.register(
             "workflows",
@@ -117,13 +101,11 @@ impl Metrics {
             });
         }
         Metrics {
-            registry,
             deployments_created,
             deployments_deleted,
             failures,
             reconcile_duration,
             is_leader,
-            queue_depth,
             blocks,
             workflows,
             watch_reconnects,
@@ -132,7 +114,7 @@ impl Metrics {
     }
 
     /// Count a failure.
-    pub fn failed(&self, kind: FailureKind) {
+    pub(crate) fn failed(&self, kind: FailureKind) {
         self.failures
             .get_or_create(&ReasonLabel {
                 reason: kind.as_str().into(),
@@ -141,7 +123,7 @@ impl Metrics {
     }
 
     /// Refresh the gauges computed from the view and the library's counters.
-    pub fn observe(&self, view: &View, queue_depth: usize, watch_reconnects: u64) {
+    pub(crate) fn observe(&self, view: &View, watch_reconnects: u64) {
         let mut counts: Vec<(String, i64)> = PbStatus::ALL
             .iter()
             .map(|s| (s.as_str().to_string(), 0))
@@ -165,22 +147,12 @@ impl Metrics {
             self.blocks.get_or_create(&StatusLabel { status }).set(n);
         }
         self.workflows.set(view.registry.len() as i64);
-        self.queue_depth.set(queue_depth as i64);
         let seen = self
             .reconnects_seen
             .swap(watch_reconnects, Ordering::Relaxed);
         if watch_reconnects > seen {
             self.watch_reconnects.inc_by(watch_reconnects - seen);
         }
-    }
-
-    /// The text exposition.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
     }
 }
 
@@ -190,19 +162,20 @@ mod tests {
 
     #[test]
     fn every_metric_is_exposed() {
-        let m = Metrics::new();
+        let mut registry = Registry::with_prefix("sdp_controller");
+        let m = Metrics::new(&mut registry);
         m.deployments_created.inc();
         m.failed(FailureKind::UnknownWorkflow);
         m.reconcile_duration.observe(0.001);
-        m.observe(&View::new(false), 3, 2);
-        m.observe(&View::new(false), 3, 5);
-        let text = m.encode();
+        m.observe(&View::new(false), 2);
+        m.observe(&View::new(false), 5);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         for want in [
             "sdp_controller_deployments_created_total 1",
             "sdp_controller_failures_total{reason=\"unknown_workflow\"} 1",
             "sdp_controller_failures_total{reason=\"template_error\"} 0",
             "sdp_controller_reconcile_duration_seconds_count 1",
-            "sdp_controller_queue_depth 3",
             "sdp_controller_blocks{status=\"STARTING\"} 0",
             "sdp_controller_etcd_watch_reconnects_total 5",
             "sdp_controller_is_leader 0",

@@ -10,7 +10,7 @@
 //! (`/deploy/mine`, made by hand) is never touched.
 
 /// Every block ID a deployment name could belong to, longest first.
-pub fn candidate_blocks(deploy_id: &str) -> Vec<&str> {
+pub(crate) fn candidate_blocks(deploy_id: &str) -> Vec<&str> {
     let mut out = Vec::new();
     collect(deploy_id, &mut out);
     if let Some(rest) = deploy_id.strip_prefix("proc-") {
@@ -32,7 +32,7 @@ fn collect<'a>(name: &'a str, out: &mut Vec<&'a str>) {
 
 /// True when `id` is in a format the SDP tools generate: 2019 `sdpcfg process`
 /// (`realtime-20191121-0000`, `batch-…`) or the 2021 tools (`pb-mvp01-20200425-00000`).
-pub fn is_generated_id(id: &str) -> bool {
+pub(crate) fn is_generated_id(id: &str) -> bool {
     let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
     let parts: Vec<&str> = id.split('-').collect();
     match parts.as_slice() {
@@ -51,7 +51,7 @@ pub fn is_generated_id(id: &str) -> bool {
 
 /// Whether a deployment may be deleted, given which block IDs exist and which were
 /// seen deleted.
-pub fn is_orphan(
+pub(crate) fn is_orphan(
     deploy_id: &str,
     exists: impl Fn(&str) -> bool,
     seen_deleted: impl Fn(&str) -> bool,
@@ -64,7 +64,7 @@ pub fn is_orphan(
 }
 
 /// The block a deployment belongs to: the longest matching ID that exists.
-pub fn owner(deploy_id: &str, exists: impl Fn(&str) -> bool) -> Option<&str> {
+pub(crate) fn owner(deploy_id: &str, exists: impl Fn(&str) -> bool) -> Option<&str> {
     candidate_blocks(deploy_id).into_iter().find(|b| exists(b))
 }
 

@@ -10,12 +10,12 @@
 use sdp_config::entity::{Deployment, ProcessingBlock};
 use sdp_config::{Error, Guard, Txn};
 
-use crate::context::Ctx;
 use crate::decide::{Action, Removal, StateWrite};
+use crate::shared::Shared;
 
 /// How a performed action ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Written (or nothing to write).
     Done,
     /// The view was behind; the watch will bring the block back.
@@ -29,8 +29,8 @@ pub enum Outcome {
 /// # Errors
 /// A request to etcd failed (retry later), or a path the library refuses (the block's
 /// key holds characters no path may contain).
-pub async fn perform(
-    ctx: &Ctx,
+pub(crate) async fn perform(
+    shared: &Shared,
     id: &str,
     action: &Action,
     guard: &Guard,
@@ -42,35 +42,37 @@ pub async fn perform(
             deployment,
             state,
         } => {
-            let mut txn = block_txn(ctx, id, *pb_rev, guard)?;
+            let mut txn = block_txn(shared, id, *pb_rev, guard)?;
             write_state(&mut txn, id, state).await?;
             if let Some(d) = deployment {
                 txn.create(&Deployment::path(&d.id), &d.to_json()).await?;
             }
             let outcome = finish(txn).await?;
             if let Ok(revision) = outcome {
-                let mut view = ctx.view_mut();
+                let mut view = shared.view_mut();
                 view.record_state(id, state.new_value(), revision);
                 if let Some(d) = deployment {
                     view.record_deployment(&d.id, revision);
-                    ctx.metrics.deployments_created.inc();
+                    shared.metrics.deployments_created.inc();
                 }
             }
             Ok(outcome.err().unwrap_or(Outcome::Done))
         }
         Action::SetState { pb_rev, state, .. } => {
-            let mut txn = block_txn(ctx, id, *pb_rev, guard)?;
+            let mut txn = block_txn(shared, id, *pb_rev, guard)?;
             write_state(&mut txn, id, state).await?;
             let outcome = finish(txn).await?;
             if let Ok(revision) = outcome {
-                ctx.view_mut().record_state(id, state.new_value(), revision);
+                shared
+                    .view_mut()
+                    .record_state(id, state.new_value(), revision);
             }
             Ok(outcome.err().unwrap_or(Outcome::Done))
         }
         Action::Cleanup(removals) => {
             let mut result = Outcome::Done;
             for removal in removals {
-                match remove(ctx, removal, guard).await? {
+                match remove(shared, removal, guard).await? {
                     Outcome::Done => {}
                     other => result = other,
                 }
@@ -81,8 +83,8 @@ pub async fn perform(
 }
 
 /// A transaction conditional on leadership and on the block's revision.
-fn block_txn(ctx: &Ctx, id: &str, pb_rev: i64, guard: &Guard) -> Result<Txn, Error> {
-    let mut txn = ctx.db.txn();
+fn block_txn(shared: &Shared, id: &str, pb_rev: i64, guard: &Guard) -> Result<Txn, Error> {
+    let mut txn = shared.db.txn();
     txn.require(guard);
     // Only the revision is compared; the value is not needed.
     txn.assume(&ProcessingBlock::path(id), Some(("", pb_rev)))?;
@@ -115,8 +117,8 @@ async fn finish(txn: Txn) -> Result<Result<i64, Outcome>, Error> {
     }
 }
 
-async fn remove(ctx: &Ctx, removal: &Removal, guard: &Guard) -> Result<Outcome, Error> {
-    let mut txn = ctx.db.txn();
+async fn remove(shared: &Shared, removal: &Removal, guard: &Guard) -> Result<Outcome, Error> {
+    let mut txn = shared.db.txn();
     txn.require(guard);
     for block in &removal.absent_blocks {
         txn.assume(&ProcessingBlock::path(block), None)?;
@@ -125,8 +127,9 @@ async fn remove(ctx: &Ctx, removal: &Removal, guard: &Guard) -> Result<Outcome, 
     match finish(txn).await? {
         Ok(revision) => {
             tracing::info!(deploy_id = %removal.deploy_id, "deleted the deployment of a deleted processing block");
-            ctx.metrics.deployments_deleted.inc();
-            ctx.view_mut()
+            shared.metrics.deployments_deleted.inc();
+            shared
+                .view_mut()
                 .record_deployment_deleted(&removal.deploy_id, revision);
             Ok(Outcome::Done)
         }

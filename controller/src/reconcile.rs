@@ -1,74 +1,71 @@
-//! The workers: take a block ID from the queue, decide from the view, perform, and
-//! retry with backoff when etcd failed.
+//! One reconcile of one block: decide from the view, perform, and say what comes next
+//! for the block's key in the work queue.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use crate::context::Ctx;
+use sdp_runtime::queue::Next;
+
 use crate::decide::{Action, decide};
 use crate::failure::FailureKind;
 use crate::perform::{Outcome, perform};
+use crate::shared::Shared;
 
-/// Process queued blocks until the queue closes.
-pub async fn worker(ctx: Arc<Ctx>) {
-    while let Some(key) = ctx.queue.next().await {
-        reconcile(&ctx, &key).await;
-        ctx.queue.done(&key);
-    }
-}
-
-/// Reconcile one block. Only the leader acts, and only on a complete view: keys taken
+/// Reconcile block `key`. Only the leader acts, and only on a complete view: keys taken
 /// otherwise are dropped, because becoming leader and completing the view both queue
 /// every block again.
 #[tracing::instrument(skip_all, fields(pb_id = %key))]
-async fn reconcile(ctx: &Ctx, key: &str) {
-    let Some(guard) = ctx.leader_guard() else {
-        return;
+pub(crate) async fn reconcile(shared: &Shared, key: &str) -> Next {
+    let Some(guard) = shared.leader_guard() else {
+        return Next::Done;
     };
     let start = Instant::now();
     let action = {
-        let view = ctx.view();
+        let view = shared.view();
         if !view.is_synced() {
-            return;
+            return Next::Done;
         }
-        decide(&view, key, &ctx.deploy)
+        decide(&view, key, &shared.deploy)
     };
-    if action == Action::Nothing {
-        ctx.queue.forget(key);
-        ctx.metrics
-            .reconcile_duration
-            .observe(start.elapsed().as_secs_f64());
-        return;
-    }
-    match perform(ctx, key, &action, &guard).await {
-        Ok(Outcome::Done) => {
-            ctx.queue.forget(key);
-            report(ctx, &action);
-        }
-        Ok(Outcome::Stale) => tracing::debug!("view was behind etcd; the watch brings the change"),
-        Ok(Outcome::NotLeader) => tracing::info!("no longer the leader; nothing written"),
-        Err(e) if e.is_transient() => {
-            ctx.metrics.failed(FailureKind::EtcdError);
-            let (delay, failures) = ctx.queue.retry(key);
-            let retry_in_ms = delay.as_millis() as u64;
-            // Once per outage and key, then rarely: an etcd restart must not flood the log.
-            if failures == 1 || failures % 10 == 0 {
-                tracing::warn!(error = %e, failures, retry_in_ms, "reconcile failed; retrying");
-            } else {
-                tracing::debug!(error = %e, failures, retry_in_ms, "reconcile failed; retrying");
+    let next = match action {
+        Action::Nothing => Next::Done,
+        _ => match perform(shared, key, &action, &guard).await {
+            Ok(Outcome::Done) => {
+                report(shared, &action);
+                Next::Done
             }
-        }
-        Err(e) => {
-            ctx.queue.forget(key);
-            tracing::error!(error = %e, "cannot act on this processing block");
-        }
-    }
-    ctx.metrics
+            Ok(Outcome::Stale) => {
+                tracing::debug!("view was behind etcd; the watch brings the change");
+                Next::Done
+            }
+            Ok(Outcome::NotLeader) => {
+                tracing::info!("no longer the leader; nothing written");
+                Next::Done
+            }
+            Err(e) if e.is_transient() => {
+                shared.metrics.failed(FailureKind::EtcdError);
+                // Once per outage and key, then rarely: an etcd restart must not flood the log.
+                let failures = shared.queue.failures(&key.to_string()) + 1;
+                if failures == 1 || failures % 10 == 0 {
+                    tracing::warn!(error = %e, failures, "reconcile failed; retrying with backoff");
+                } else {
+                    tracing::debug!(error = %e, failures, "reconcile failed; retrying with backoff");
+                }
+                Next::Backoff
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot act on this processing block");
+                Next::Done
+            }
+        },
+    };
+    shared
+        .metrics
         .reconcile_duration
         .observe(start.elapsed().as_secs_f64());
+    next
 }
 
-fn report(ctx: &Ctx, action: &Action) {
+fn report(shared: &Shared, action: &Action) {
     match action {
         Action::Deploy {
             deployment: Some(d),
@@ -84,7 +81,7 @@ fn report(ctx: &Ctx, action: &Action) {
             reason,
             ..
         } => {
-            ctx.metrics.failed(*kind);
+            shared.metrics.failed(*kind);
             tracing::warn!(kind = kind.as_str(), %reason, "processing block cannot start; state FAILED");
         }
         Action::SetState {

@@ -10,7 +10,7 @@ use sdp_config::entity::{
 
 /// Outcome of looking a workflow up.
 #[derive(Debug)]
-pub enum Lookup<'a> {
+pub(crate) enum Lookup<'a> {
     /// Known.
     Found(&'a WorkflowDefinition),
     /// Not known, and the registry is complete: the sentence tells the user why.
@@ -21,7 +21,7 @@ pub enum Lookup<'a> {
 
 /// File and database definitions.
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     merged: WorkflowRegistry,
     file_names: BTreeSet<(WorkflowType, String)>,
     db: BTreeMap<String, WorkflowRef>,
@@ -32,7 +32,7 @@ pub struct Registry {
 impl Registry {
     /// An empty registry; `file_configured` makes lookups answer
     /// [`Lookup::NotLoaded`] instead of "unknown" until [`Registry::set_file`].
-    pub fn new(file_configured: bool) -> Self {
+    pub(crate) fn new(file_configured: bool) -> Self {
         Registry {
             file_pending: file_configured,
             ..Default::default()
@@ -40,7 +40,7 @@ impl Registry {
     }
 
     /// Replace the file part (a valid file was read).
-    pub fn set_file(&mut self, file: WorkflowsFile) {
+    pub(crate) fn set_file(&mut self, file: WorkflowsFile) {
         self.file_names = file
             .definitions
             .iter()
@@ -50,16 +50,11 @@ impl Registry {
         self.file_pending = false;
     }
 
-    /// True once the file part is usable (or no file is configured).
-    pub fn is_loaded(&self) -> bool {
-        !self.file_pending
-    }
-
     /// Add or replace the database definition at `/workflow/<key>`.
     ///
     /// # Errors
     /// Why the entry is invalid; a previous definition under the key is removed.
-    pub fn set_db(&mut self, key: &str, value: &str) -> Result<(), String> {
+    pub(crate) fn set_db(&mut self, key: &str, value: &str) -> Result<(), String> {
         match WorkflowDefinition::parse_db(key, value) {
             Ok(def) => {
                 if let Some(old) = self.db.insert(key.to_string(), def.workflow.clone()) {
@@ -76,31 +71,26 @@ impl Registry {
     }
 
     /// Remove the database definition at `/workflow/<key>`.
-    pub fn remove_db(&mut self, key: &str) {
+    pub(crate) fn remove_db(&mut self, key: &str) {
         if let Some(old) = self.db.remove(key) {
             self.merged.remove_db(&old);
         }
     }
 
     /// Remove every database definition (before a fresh listing).
-    pub fn clear_db(&mut self) {
+    pub(crate) fn clear_db(&mut self) {
         for (_, w) in std::mem::take(&mut self.db) {
             self.merged.remove_db(&w);
         }
     }
 
     /// Number of distinct definitions.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.merged.len()
     }
 
-    /// True when nothing is defined.
-    pub fn is_empty(&self) -> bool {
-        self.merged.is_empty()
-    }
-
     /// Find a workflow.
-    pub fn lookup(&self, w: &WorkflowRef) -> Lookup<'_> {
+    pub(crate) fn lookup(&self, w: &WorkflowRef) -> Lookup<'_> {
         match self.merged.lookup(w) {
             Ok(def) => Lookup::Found(def),
             Err(_) if self.file_pending => Lookup::NotLoaded,

@@ -21,7 +21,7 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the registry comes from.
 #[derive(Debug)]
-pub enum Source {
+pub(crate) enum Source {
     /// A local file.
     File(PathBuf),
     /// An HTTP(S) URL.
@@ -39,7 +39,7 @@ impl Source {
     /// # Errors
     /// [`Error::InvalidWorkflowsUrl`] for another URL scheme or an HTTP client that
     /// cannot be built.
-    pub fn from_url(url: &str) -> Result<Option<Source>> {
+    pub(crate) fn from_url(url: &str) -> Result<Option<Source>> {
         let url = url.trim();
         if url.is_empty() {
             return Ok(None);
@@ -92,7 +92,7 @@ impl Source {
     ///
     /// # Errors
     /// Why it could not be read, in words.
-    pub async fn fetch(&self) -> std::result::Result<String, String> {
+    pub(crate) async fn fetch(&self) -> std::result::Result<String, String> {
         match self {
             Source::File(p) => tokio::fs::read_to_string(p)
                 .await
@@ -117,7 +117,7 @@ impl Source {
 
 /// Load the registry now and whenever it changes, calling `on_load` with each new valid
 /// version, until `cancel` fires.
-pub async fn follow(
+pub(crate) async fn follow(
     source: Source,
     refresh: Duration,
     cancel: CancellationToken,

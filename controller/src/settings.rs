@@ -1,10 +1,11 @@
 //! The controller's settings: command-line flags, each also read from its `SDP_…`
-//! environment variable (the names the Helm chart sets).
+//! environment variable (the names the Helm chart sets). A flag is its variable without
+//! `SDP_`, in lower case with dashes; durations are seconds.
 
 use std::time::Duration;
 
-use clap::builder::BoolishValueParser;
 use sdp_config::ConnectionSettings;
+use sdp_runtime::settings::{DaemonSettings, seconds};
 
 /// Everything the controller can be told.
 #[derive(Clone, Debug, clap::Parser)]
@@ -14,9 +15,9 @@ use sdp_config::ConnectionSettings;
     about = "SDP processing controller: processing blocks in, workflow deployments out"
 )]
 pub struct Settings {
-    /// How to reach the configuration database.
+    /// Connection, logging, leadership and shutdown.
     #[command(flatten)]
-    pub connection: ConnectionSettings,
+    pub daemon: DaemonSettings,
 
     /// Kubernetes namespace passed to workflows (`env.SDP_HELM_NAMESPACE`).
     #[arg(long, env = "SDP_HELM_NAMESPACE", default_value = "sdp")]
@@ -34,37 +35,27 @@ pub struct Settings {
 
     /// Seconds between registry reloads (a local file is also reloaded as soon as it
     /// changes).
-    #[arg(long, env = "SDP_WORKFLOWS_REFRESH", default_value_t = 300)]
-    pub workflows_refresh_secs: u64,
+    #[arg(long, alias = "workflows-refresh-secs", env = "SDP_WORKFLOWS_REFRESH",
+          default_value = "300", value_parser = seconds)]
+    pub workflows_refresh: Duration,
 
     /// Address of the `/healthz`, `/readyz` and `/metrics` endpoint; empty disables it.
     #[arg(long, env = "SDP_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: String,
 
-    /// Log filter (an `EnvFilter` directive such as `info` or `sdp_controller=debug`).
-    #[arg(long, env = "SDP_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
-
-    /// JSON log lines instead of human-readable ones.
-    #[arg(long, env = "SDP_LOG_JSON", default_value = "false", value_parser = BoolishValueParser::new(), action = clap::ArgAction::Set)]
-    pub log_json: bool,
-
     /// Reconciles run concurrently (across different blocks).
-    #[arg(long, env = "SDP_CONTROLLER_WORKERS", default_value_t = 32)]
-    pub workers: usize,
+    #[arg(
+        long,
+        alias = "workers",
+        env = "SDP_CONTROLLER_WORKERS",
+        default_value_t = 32
+    )]
+    pub controller_workers: usize,
 
     /// Seconds between full reconciles of every block and deployment.
-    #[arg(long, env = "SDP_RESYNC_INTERVAL", default_value_t = 300)]
-    pub resync_secs: u64,
-
-    /// Time-to-live of the leadership lease, in seconds: a new leader takes over at
-    /// most this long after the old one dies.
-    #[arg(long, env = "SDP_LEADER_TTL", default_value_t = 10)]
-    pub leader_ttl_secs: u64,
-
-    /// Seconds in-flight reconciles get to finish at shutdown.
-    #[arg(long, env = "SDP_SHUTDOWN_GRACE", default_value_t = 10)]
-    pub shutdown_grace_secs: u64,
+    #[arg(long, alias = "resync-secs", env = "SDP_RESYNC_INTERVAL", default_value = "300",
+          value_parser = seconds)]
+    pub resync_interval: Duration,
 }
 
 impl Settings {
@@ -72,18 +63,14 @@ impl Settings {
     /// reading the environment: for tests and embedding.
     pub fn new(connection: ConnectionSettings) -> Self {
         Settings {
-            connection,
+            daemon: DaemonSettings::new(connection),
             helm_namespace: "sdp".into(),
             workflow_config_host: None,
             workflows_url: String::new(),
-            workflows_refresh_secs: 300,
+            workflows_refresh: Duration::from_secs(300),
             http_addr: "0.0.0.0:8080".into(),
-            log_level: "info".into(),
-            log_json: false,
-            workers: 32,
-            resync_secs: 300,
-            leader_ttl_secs: 10,
-            shutdown_grace_secs: 10,
+            controller_workers: 32,
+            resync_interval: Duration::from_secs(300),
         }
     }
 
@@ -92,27 +79,17 @@ impl Settings {
         self.workflow_config_host
             .as_deref()
             .filter(|h| !h.is_empty())
-            .unwrap_or(&self.connection.host)
+            .unwrap_or(&self.daemon.connection.host)
     }
 
     /// Registry reload interval (at least one second).
     pub fn workflows_refresh(&self) -> Duration {
-        Duration::from_secs(self.workflows_refresh_secs.max(1))
+        self.workflows_refresh.max(Duration::from_secs(1))
     }
 
     /// Full reconcile interval (at least one second).
     pub fn resync_interval(&self) -> Duration {
-        Duration::from_secs(self.resync_secs.max(1))
-    }
-
-    /// Leadership lease TTL (at least two seconds, etcd's minimum that makes sense).
-    pub fn leader_ttl(&self) -> Duration {
-        Duration::from_secs(self.leader_ttl_secs.max(2))
-    }
-
-    /// Shutdown grace period.
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_secs)
+        self.resync_interval.max(Duration::from_secs(1))
     }
 }
 
@@ -138,7 +115,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.config_host_for_workflows(), "etcd");
         assert_eq!(s.helm_namespace, "ns");
-        assert!(s.log_json);
+        assert!(s.daemon.log_json);
         assert_eq!(s.workflows_refresh(), Duration::from_secs(7));
         let s = Settings {
             workflow_config_host: Some("etcd.sdp".into()),
@@ -152,7 +129,7 @@ mod tests {
         let s = Settings::new(ConnectionSettings::default());
         assert_eq!(s.http_addr, "0.0.0.0:8080");
         assert_eq!(s.helm_namespace, "sdp");
-        assert_eq!(s.workers, 32);
+        assert_eq!(s.controller_workers, 32);
         assert_eq!(s.config_host_for_workflows(), "127.0.0.1");
     }
 }

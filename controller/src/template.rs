@@ -6,11 +6,11 @@ use sdp_config::entity::{DeployTemplate, Deployment, ProcessingBlock, WorkflowDe
 use serde_json::{Map, Value, json};
 
 /// Chart of the default workflow deployment.
-pub const DEFAULT_CHART: &str = "workflow";
+pub(crate) const DEFAULT_CHART: &str = "workflow";
 
 /// What a deployment is rendered from besides the block and its workflow definition.
 #[derive(Clone, Debug)]
-pub struct DeployContext {
+pub(crate) struct DeployContext {
     /// `env.SDP_CONFIG_HOST` given to workflows.
     pub config_host: String,
     /// `env.SDP_HELM_NAMESPACE` given to workflows.
@@ -18,7 +18,7 @@ pub struct DeployContext {
 }
 
 /// ID of a block's workflow deployment.
-pub fn workflow_deploy_id(pb_id: &str) -> String {
+pub(crate) fn workflow_deploy_id(pb_id: &str) -> String {
     format!("{pb_id}-workflow")
 }
 
@@ -26,7 +26,7 @@ pub fn workflow_deploy_id(pb_id: &str) -> String {
 ///
 /// # Errors
 /// A template that does not render (handlebars' message, naming the template).
-pub fn workflow_deployment(
+pub(crate) fn workflow_deployment(
     pb: &ProcessingBlock,
     def: &WorkflowDefinition,
     ctx: &DeployContext,

@@ -6,14 +6,14 @@ use sdp_config::entity::{ProcessingBlock, ValidationError};
 use crate::failure::FailureKind;
 
 /// Largest processing block value accepted (and largest deployment written).
-pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_VALUE_BYTES: usize = 1024 * 1024;
 
 /// Longest reason written into a state.
 const MAX_REASON_CHARS: usize = 2000;
 
 /// Why a block cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Invalid {
+pub(crate) struct Invalid {
     /// The metrics kind.
     pub kind: FailureKind,
     /// The sentence for the user.
@@ -28,7 +28,7 @@ const EXPECTED: &str = "expected a JSON object like {\"pb_id\": \"<id>\", \"sbi_
 ///
 /// # Errors
 /// [`Invalid`] with the kind and the reason.
-pub fn check_block(key_id: &str, text: &str) -> Result<ProcessingBlock, Invalid> {
+pub(crate) fn check_block(key_id: &str, text: &str) -> Result<ProcessingBlock, Invalid> {
     let path = ProcessingBlock::path(key_id);
     if text.len() > MAX_VALUE_BYTES {
         return Err(Invalid {
@@ -72,7 +72,7 @@ fn mismatch_path(e: &ValidationError) -> String {
 }
 
 /// Cut a reason to a length fit for a state value.
-pub fn truncate(reason: String) -> String {
+pub(crate) fn truncate(reason: String) -> String {
     if reason.chars().count() <= MAX_REASON_CHARS {
         return reason;
     }

@@ -7,30 +7,21 @@
 //! per change is independent of the number of blocks, except for the rare changes that
 //! concern every block (a registry change, a fresh listing).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sdp_config::entity::{
-    Deployment, PbStatus, ProcessingBlock, ProcessingBlockState, WorkflowDefinition,
-};
+use sdp_config::entity::{Deployment, ProcessingBlock, WorkflowDefinition};
 use sdp_config::{Entry, WatchEvent};
 
+use crate::deleted::DeletedIds;
+use crate::dependents::Dependents;
 use crate::ownership;
 use crate::registry::Registry;
+use crate::state_class::{SeenState, StateClass};
 use crate::validate::{Invalid, check_block};
-
-/// Field that marks a FAILED state as written by this controller, so that it may
-/// replace it when the block can start after all. FAILED states written by anyone else
-/// are never touched.
-pub const FAILED_BY: &str = "failed_by";
-/// Value of [`FAILED_BY`].
-pub const FAILED_BY_US: &str = "processing-controller";
-
-/// How many deleted block IDs are remembered (to recognise their deployments).
-const DELETED_MEMORY: usize = 100_000;
 
 /// One of the watched parts of the database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Part {
+pub(crate) enum Part {
     /// `/pb/<id>`.
     Blocks = 0,
     /// `/pb/<id>/state` (and owners, ignored).
@@ -43,7 +34,7 @@ pub enum Part {
 
 impl Part {
     /// Every part with its watch prefix and depth.
-    pub const ALL: [(Part, &'static str, usize); 4] = [
+    pub(crate) const ALL: [(Part, &'static str, usize); 4] = [
         (Part::Blocks, "/pb/", 0),
         (Part::States, "/pb/", 1),
         (Part::Deployments, "/deploy/", 0),
@@ -53,68 +44,16 @@ impl Part {
 
 /// A block as last seen.
 #[derive(Debug)]
-pub struct Block {
+pub(crate) struct Block {
     /// `mod_revision` of `/pb/<id>`.
     pub mod_rev: i64,
     /// The block, or why it is not a valid one.
     pub parsed: Result<ProcessingBlock, Invalid>,
 }
 
-/// Who may change a block's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StateClass {
-    /// WAITING: the controller moves it on.
-    Waiting,
-    /// FAILED by this controller: replaced when the block can start after all.
-    OwnFailed,
-    /// Anything else (STARTING, RUNNING, … or written by a workflow): never touched.
-    Other,
-}
-
-/// A block's state as last seen.
-#[derive(Debug)]
-pub struct State {
-    /// `mod_revision` of `/pb/<id>/state`.
-    pub mod_rev: i64,
-    /// The stored text (for read-modify-write).
-    pub raw: String,
-    /// The `status` field, if the value is a valid state.
-    pub status: Option<String>,
-    /// Who may change it.
-    pub class: StateClass,
-}
-
-impl State {
-    /// Read a stored state.
-    pub fn new(raw: String, mod_rev: i64) -> Self {
-        let (status, class) = match ProcessingBlockState::parse(&raw) {
-            Ok(st) => {
-                let class = match st.known_status() {
-                    Some(PbStatus::Waiting) => StateClass::Waiting,
-                    Some(PbStatus::Failed)
-                        if st.extra.get(FAILED_BY).and_then(|v| v.as_str())
-                            == Some(FAILED_BY_US) =>
-                    {
-                        StateClass::OwnFailed
-                    }
-                    _ => StateClass::Other,
-                };
-                (st.status, class)
-            }
-            Err(_) => (None, StateClass::Other),
-        };
-        State {
-            mod_rev,
-            raw,
-            status,
-            class,
-        }
-    }
-}
-
 /// Which blocks a change makes worth reconciling.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Wake {
+pub(crate) enum Wake {
     /// These IDs.
     Keys(Vec<String>),
     /// Blocks that have not started (no state, WAITING, FAILED by us): the registry changed.
@@ -129,73 +68,53 @@ struct PartStatus {
     revision: i64,
 }
 
-/// Deleted block IDs, the oldest forgotten first.
-#[derive(Debug, Default)]
-struct Deleted {
-    set: HashSet<String>,
-    order: VecDeque<String>,
-}
-
-impl Deleted {
-    fn insert(&mut self, id: &str) {
-        if self.set.insert(id.to_string()) {
-            self.order.push_back(id.to_string());
-            if self.order.len() > DELETED_MEMORY {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
-            }
-        }
-    }
-}
-
 /// The view.
 #[derive(Debug)]
-pub struct View {
+pub(crate) struct View {
     /// Blocks by the ID in their key.
     pub blocks: HashMap<String, Block>,
     /// States by block ID.
-    pub states: HashMap<String, State>,
+    pub states: HashMap<String, SeenState>,
     /// Deployments (ID → `mod_revision`), ordered for prefix scans.
     pub deployments: BTreeMap<String, i64>,
     /// Workflow definitions (file and database).
     pub registry: Registry,
-    dependents: HashMap<String, HashSet<String>>,
-    deleted: Deleted,
+    dependents: Dependents,
+    deleted: DeletedIds,
     parts: [PartStatus; 4],
 }
 
 impl View {
     /// An empty view; see [`Registry::new`] for `file_configured`.
-    pub fn new(file_configured: bool) -> Self {
+    pub(crate) fn new(file_configured: bool) -> Self {
         View {
             blocks: HashMap::new(),
             states: HashMap::new(),
             deployments: BTreeMap::new(),
             registry: Registry::new(file_configured),
-            dependents: HashMap::new(),
-            deleted: Deleted::default(),
+            dependents: Dependents::default(),
+            deleted: DeletedIds::default(),
             parts: [PartStatus::default(); 4],
         }
     }
 
     /// True once every part has been listed.
-    pub fn is_synced(&self) -> bool {
+    pub(crate) fn is_synced(&self) -> bool {
         self.parts.iter().all(|p| p.listed)
     }
 
     /// True when block `id` was deleted while the controller watched.
-    pub fn was_deleted(&self, id: &str) -> bool {
-        self.deleted.set.contains(id)
+    pub(crate) fn was_deleted(&self, id: &str) -> bool {
+        self.deleted.contains(id)
     }
 
     /// Blocks that depend on `id`.
-    pub fn dependents(&self, id: &str) -> impl Iterator<Item = &String> {
-        self.dependents.get(id).into_iter().flatten()
+    pub(crate) fn dependents(&self, id: &str) -> impl Iterator<Item = &String> {
+        self.dependents.of(id)
     }
 
     /// Apply a watch event.
-    pub fn apply(&mut self, part: Part, event: WatchEvent) -> Wake {
+    pub(crate) fn apply(&mut self, part: Part, event: WatchEvent) -> Wake {
         let status = &mut self.parts[part as usize];
         status.revision = status.revision.max(event.revision());
         match event {
@@ -266,8 +185,10 @@ impl View {
                 let Some(id) = ProcessingBlock::id_from_state_path(&entry.path) else {
                     return Wake::Keys(Vec::new());
                 };
-                self.states
-                    .insert(id.to_string(), State::new(entry.value, entry.mod_revision));
+                self.states.insert(
+                    id.to_string(),
+                    SeenState::new(entry.value, entry.mod_revision),
+                );
                 self.block_and_dependents(id)
             }
             Part::Deployments => {
@@ -323,24 +244,14 @@ impl View {
 
     fn set_block(&mut self, id: String, block: Option<Block>) -> Wake {
         if let Some(Ok(old)) = self.blocks.get(&id).map(|b| &b.parsed) {
-            for dep in &old.dependencies {
-                if let Some(set) = self.dependents.get_mut(&dep.pb_id) {
-                    set.remove(&id);
-                    if set.is_empty() {
-                        self.dependents.remove(&dep.pb_id);
-                    }
-                }
-            }
+            let deps = old.dependencies.iter().map(|d| d.pb_id.as_str());
+            self.dependents.remove(&id, deps);
         }
         match block {
             Some(block) => {
                 if let Ok(pb) = &block.parsed {
-                    for dep in &pb.dependencies {
-                        self.dependents
-                            .entry(dep.pb_id.clone())
-                            .or_default()
-                            .insert(id.clone());
-                    }
+                    let deps = pb.dependencies.iter().map(|d| d.pb_id.as_str());
+                    self.dependents.add(&id, deps);
                 }
                 self.blocks.insert(id.clone(), block);
             }
@@ -372,7 +283,7 @@ impl View {
     }
 
     /// The IDs a [`Wake`] stands for.
-    pub fn keys(&self, wake: Wake) -> Vec<String> {
+    pub(crate) fn keys(&self, wake: Wake) -> Vec<String> {
         match wake {
             Wake::Keys(keys) => keys,
             Wake::NotStarted => self
@@ -404,29 +315,29 @@ impl View {
     /// already delivered that revision (or a later one) of the part: the view then
     /// does not lag behind the controller's own writes, so the next reconcile of the
     /// block does not act on stale data.
-    pub fn record_state(&mut self, id: &str, value: &str, revision: i64) {
+    pub(crate) fn record_state(&mut self, id: &str, value: &str, revision: i64) {
         if self.parts[Part::States as usize].revision < revision {
             self.states
-                .insert(id.to_string(), State::new(value.to_string(), revision));
+                .insert(id.to_string(), SeenState::new(value.to_string(), revision));
         }
     }
 
     /// As [`View::record_state`], for a created deployment.
-    pub fn record_deployment(&mut self, deploy_id: &str, revision: i64) {
+    pub(crate) fn record_deployment(&mut self, deploy_id: &str, revision: i64) {
         if self.parts[Part::Deployments as usize].revision < revision {
             self.deployments.insert(deploy_id.to_string(), revision);
         }
     }
 
     /// As [`View::record_state`], for a deleted deployment.
-    pub fn record_deployment_deleted(&mut self, deploy_id: &str, revision: i64) {
+    pub(crate) fn record_deployment_deleted(&mut self, deploy_id: &str, revision: i64) {
         if self.parts[Part::Deployments as usize].revision < revision {
             self.deployments.remove(deploy_id);
         }
     }
 
     /// Deployments under `prefix` (`<id>-`, `proc-<id>-`).
-    pub fn deployments_with_prefix<'a>(
+    pub(crate) fn deployments_with_prefix<'a>(
         &'a self,
         prefix: &'a str,
     ) -> impl Iterator<Item = &'a String> + 'a {

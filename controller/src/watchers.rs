@@ -6,8 +6,8 @@ use sdp_config::WatchEvent;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::shared::Shared;
 use crate::view::Part;
 
 /// Start one task per watched part; each applies its events to the view and queues
@@ -15,13 +15,17 @@ use crate::view::Part;
 ///
 /// # Errors
 /// [`Error::WatchStartFailed`].
-pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) -> Result<()> {
+pub(crate) fn start(
+    shared: &Arc<Shared>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Result<()> {
     for (part, prefix, levels) in Part::ALL {
-        let mut watch = ctx
+        let mut watch = shared
             .db
             .watch(prefix, levels, None)
             .map_err(|source| Error::WatchStartFailed { prefix, source })?;
-        let ctx = Arc::clone(ctx);
+        let shared = Arc::clone(shared);
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             loop {
@@ -33,7 +37,7 @@ pub fn start(ctx: &Arc<Ctx>, shutdown: &CancellationToken, tasks: &mut JoinSet<(
                 if let WatchEvent::Listed { entries, revision } = &event {
                     tracing::info!(part = ?part, entries = entries.len(), revision, "listed");
                 }
-                ctx.update(|view| view.apply(part, event));
+                shared.update(|view| view.apply(part, event));
             }
         });
     }

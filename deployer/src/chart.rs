@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// A chart name that passed the allow-list, as helm is given it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResolvedChart {
+pub(crate) struct ResolvedChart {
     /// The chart argument for helm: an absolute directory, `repo/name` of a configured
     /// repository, or an allowed `oci://` reference.
     pub reference: String,
@@ -17,7 +17,7 @@ pub struct ResolvedChart {
 
 /// The configured chart sources.
 #[derive(Clone, Debug, Default)]
-pub struct ChartSources {
+pub(crate) struct ChartSources {
     /// Bundled charts: `name` → `<dir>/name`.
     pub charts_dir: PathBuf,
     /// Repositories mapped to local directories (`stable` → the charts directory by default).
@@ -66,7 +66,7 @@ fn shown(chart: &str) -> String {
 
 impl ChartSources {
     /// Sources from settings; `stable` maps to `charts_dir` unless `repo_dirs` names it.
-    pub fn new(
+    pub(crate) fn new(
         charts_dir: PathBuf,
         repo_dirs: Vec<(String, String)>,
         repos: Vec<(String, String)>,
@@ -110,7 +110,7 @@ impl ChartSources {
     ///
     /// # Errors
     /// Why the chart is refused, in words for the state's `message`.
-    pub fn resolve(&self, chart: &str) -> Result<ResolvedChart, String> {
+    pub(crate) fn resolve(&self, chart: &str) -> Result<ResolvedChart, String> {
         if let Some(rest) = chart.strip_prefix("oci://") {
             let allowed = self.oci_allow.iter().any(|p| {
                 chart

@@ -1,19 +1,23 @@
-//! The pure part of reconciling one release: from what the entry asks for, the state
-//! last reported, and what is known about the release, decide the next step. No etcd,
-//! no helm, no clock reads: everything comes in as arguments, so every rule here is
-//! unit-tested.
+//! Every decision about a release, pure: from what the entry asks for, the state last
+//! reported, and what is known about the release, decide the next step ([`decide`]);
+//! which entry owns a release name several entries map to ([`release_owner`]); whether a
+//! step waits for a helm worker ([`queue_for_helm`]); and what an effect's result means
+//! for the memory of the release and the next step ([`after_helm_failure`],
+//! [`after_success`], …). No etcd, no helm, no clock reads: everything comes in as
+//! arguments, so every rule here is unit-tested. `reconcile` only carries the plans out.
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sdp_config::entity::{DeploymentState, DeploymentStatus};
 
-use crate::helm::ReleaseStatus;
+use crate::helm::{HelmError, ReleaseStatus};
 use crate::spec::{Desired, HelmSpec};
+use crate::view::Item;
 
 /// What is known about a release of this deployer's.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OwnedRelease {
+pub(crate) struct OwnedRelease {
     /// Status of the latest revision.
     pub status: ReleaseStatus,
     /// Latest revision.
@@ -31,7 +35,7 @@ pub struct OwnedRelease {
 
 /// What is known about the release right now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Observation {
+pub(crate) enum Observation {
     /// Nothing known (not looked yet, or it may have changed).
     #[default]
     Unknown,
@@ -48,7 +52,7 @@ pub enum Observation {
 /// What the dispatcher remembers about a release between reconciles (lost on restart;
 /// the state key carries what must survive one).
 #[derive(Clone, Debug, Default)]
-pub struct Memory {
+pub(crate) struct Memory {
     /// What is known about the release.
     pub observed: Observation,
     /// The spec digest `attempts` and `retry_at` count for.
@@ -64,18 +68,35 @@ pub struct Memory {
 
 /// Limits of retrying.
 #[derive(Clone, Copy, Debug)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Helm attempts per spec before FAILED.
     pub max_attempts: u32,
+    /// Delay before the second attempt; doubles per failure (the project's backoff).
+    pub backoff: Duration,
+    /// Longest delay between attempts.
+    pub backoff_max: Duration,
     /// A `pending-*` release not updated for this long, and not left by us, is stuck.
     pub stale_after: Duration,
     /// Longest wait before looking at a busy release again.
     pub busy_poll: Duration,
 }
 
+impl Policy {
+    /// The give-up rule, the only one: a spec whose helm attempts reached the limit is
+    /// FAILED and not tried again until it changes.
+    pub(crate) fn exhausted(&self, attempts: u32) -> bool {
+        attempts >= self.max_attempts
+    }
+
+    /// When to try attempt `attempt + 1` after attempt `attempt` failed.
+    pub(crate) fn retry_delay(&self, attempt: u32) -> Duration {
+        sdp_config::backoff::delay(self.backoff, self.backoff_max, attempt)
+    }
+}
+
 /// How an install-or-upgrade is done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ApplyKind {
+pub(crate) enum ApplyKind {
     /// No release yet.
     Install,
     /// Release exists: `helm upgrade`.
@@ -86,7 +107,7 @@ pub enum ApplyKind {
 
 /// How a release stuck in `pending-*` is freed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Recovery {
+pub(crate) enum Recovery {
     /// `helm rollback` to this last good revision.
     Rollback(i64),
     /// Uninstall (then install again).
@@ -95,7 +116,7 @@ pub enum Recovery {
 
 /// A state to report, without time and namespace (see [`render_state`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     /// Status.
     pub status: DeploymentStatus,
     /// Release name, when there is one to show.
@@ -112,7 +133,7 @@ pub struct Report {
 
 /// The next step for a release.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Plan {
+pub(crate) enum Plan {
     /// Up to date.
     Nothing,
     /// Only report (bad input, a type left alone, a conflict).
@@ -136,7 +157,7 @@ pub enum Plan {
 
 impl Plan {
     /// Whether carrying out the plan calls helm.
-    pub fn needs_helm(&self) -> bool {
+    pub(crate) fn needs_helm(&self) -> bool {
         matches!(
             self,
             Plan::Probe | Plan::Apply(..) | Plan::Recover(..) | Plan::Uninstall
@@ -146,7 +167,7 @@ impl Plan {
 
 /// Everything [`decide`] looks at.
 #[derive(Clone, Copy, Debug)]
-pub struct Situation<'a> {
+pub(crate) struct Situation<'a> {
     /// What the entry asks for; `None` when there is no entry.
     pub desired: Option<&'a Desired>,
     /// The state key of that entry, parsed.
@@ -164,7 +185,7 @@ pub struct Situation<'a> {
 }
 
 /// Whether the state already says what `report` says (`updated` aside).
-pub fn already_reported(state: Option<&DeploymentState>, report: &Report) -> bool {
+pub(crate) fn already_reported(state: Option<&DeploymentState>, report: &Report) -> bool {
     state.is_some_and(|s| {
         s.known_status() == Some(report.status)
             && s.message.as_deref() == Some(report.message.as_str())
@@ -177,7 +198,7 @@ pub fn already_reported(state: Option<&DeploymentState>, report: &Report) -> boo
 
 /// The state document for `report`, keeping fields of `previous` this deployer does not
 /// set.
-pub fn render_state(
+pub(crate) fn render_state(
     previous: Option<&DeploymentState>,
     report: &Report,
     namespace: &str,
@@ -218,7 +239,7 @@ fn refusal(state: Option<&DeploymentState>, status: DeploymentStatus, message: S
 }
 
 /// Decide the next step for one release.
-pub fn decide(s: &Situation<'_>) -> Plan {
+pub(crate) fn decide(s: &Situation<'_>) -> Plan {
     match s.desired {
         None => decide_gone(s),
         Some(Desired::Refused(reason)) => report_once(
@@ -249,7 +270,7 @@ fn decide_gone(s: &Situation<'_>) -> Plan {
 }
 
 /// Whether the state reports on exactly this spec (same digest and release).
-pub fn state_is_about(state: Option<&DeploymentState>, spec: &HelmSpec) -> bool {
+pub(crate) fn state_is_about(state: Option<&DeploymentState>, spec: &HelmSpec) -> bool {
     state.is_some_and(|st| {
         st.digest.as_deref() == Some(spec.digest.as_str())
             && st.release.as_deref() == Some(spec.release.as_str())
@@ -257,7 +278,11 @@ pub fn state_is_about(state: Option<&DeploymentState>, spec: &HelmSpec) -> bool 
 }
 
 /// Failed helm attempts so far for `spec`: remembered, or from the state after a restart.
-pub fn attempts_so_far(spec: &HelmSpec, state: Option<&DeploymentState>, memory: &Memory) -> u32 {
+pub(crate) fn attempts_so_far(
+    spec: &HelmSpec,
+    state: Option<&DeploymentState>,
+    memory: &Memory,
+) -> u32 {
     if memory.digest.as_deref() == Some(spec.digest.as_str()) {
         memory.attempts
     } else if state_is_about(state, spec) {
@@ -276,7 +301,7 @@ fn decide_helm(s: &Situation<'_>, spec: &HelmSpec) -> Plan {
     let same_spec_in_state = state_is_about(state, spec);
     let attempts = attempts_so_far(spec, state, memory);
     let attempt = attempts + 1;
-    let exhausted = attempts >= s.policy.max_attempts;
+    let exhausted = s.policy.exhausted(attempts);
 
     // Backing off after a failure of this very spec.
     if memory.digest.as_deref() == Some(spec.digest.as_str()) {
@@ -409,12 +434,274 @@ fn give_up(state: Option<&DeploymentState>, spec: &HelmSpec, attempts: u32, why:
     })
 }
 
-/// Delay before retry `attempt + 1` after `attempt` failures: `initial · 2^(attempt-1)`,
-/// capped, with the library's jitter (×0.5…1).
-pub fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
-    let exp = attempt.saturating_sub(1).min(30);
-    let d = initial.saturating_mul(1u32 << exp).min(max);
-    sdp_config::backoff::jitter(d)
+/// A deployment ID with its entry.
+pub(crate) type IdEntry = (String, Item);
+
+/// Which of the entries mapping to `release` owns it (the one whose ID gives exactly
+/// that name, else the first), and the FAILED reports owed to the others, skipping
+/// those already reported (`state_of` gives an entry's parsed state).
+pub(crate) fn release_owner<'a>(
+    entries: &'a [IdEntry],
+    release: &str,
+    prefix: &str,
+    state_of: impl Fn(&str) -> Option<DeploymentState>,
+) -> (Option<&'a IdEntry>, Vec<(&'a IdEntry, Report)>) {
+    let winner = entries
+        .iter()
+        .find(|(id, _)| format!("{prefix}{id}") == release)
+        .or_else(|| entries.first());
+    let Some((winner_id, _)) = winner else {
+        return (None, Vec::new());
+    };
+    let reports = entries
+        .iter()
+        .filter(|e| e.0 != *winner_id)
+        .filter_map(|e| {
+            let report = Report {
+                status: DeploymentStatus::Failed,
+                release: None,
+                revision: None,
+                digest: None,
+                attempts: None,
+                message: format!(
+                    "release name {release:?} is already used by deployment {winner_id:?}; use another deployment ID"
+                ),
+            };
+            (!already_reported(state_of(&e.0).as_ref(), &report)).then_some((e, report))
+        })
+        .collect();
+    (winner, reports)
+}
+
+/// A report about `spec` in progress (or failed), keeping the revision the state shows.
+pub(crate) fn progress_report(
+    spec: &HelmSpec,
+    state: Option<&DeploymentState>,
+    status: DeploymentStatus,
+    attempts: u32,
+    message: String,
+) -> Report {
+    Report {
+        status,
+        release: Some(spec.release.clone()),
+        revision: state.and_then(|s| s.revision),
+        digest: Some(spec.digest.clone()),
+        attempts: Some(i64::from(attempts)),
+        message,
+    }
+}
+
+/// In the cheap lane a plan that needs helm goes to the helm lane. While every helm
+/// worker is busy and the state does not speak of this spec yet, the user is told that
+/// it waits (`Some(report)`).
+pub(crate) fn queue_for_helm(
+    spec: Option<(&HelmSpec, Option<&DeploymentState>)>,
+    memory: &Memory,
+    helm_busy: bool,
+) -> Option<Report> {
+    let (spec, state) = spec?;
+    if !helm_busy || state_is_about(state, spec) {
+        return None;
+    }
+    let attempts = attempts_so_far(spec, state, memory);
+    Some(progress_report(
+        spec,
+        state,
+        DeploymentStatus::Pending,
+        attempts,
+        "waiting for a helm worker".into(),
+    ))
+}
+
+/// What comes after a failed helm call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AfterFailure {
+    /// The call was stopped (shutdown or leadership lost): look again soon.
+    Stopped,
+    /// Another operation holds the release: find out what it is now.
+    Probe,
+    /// Try again at this time; report meanwhile when there is an entry.
+    Retry(Instant, Option<Report>),
+    /// That was the last attempt: FAILED, in helm's own words.
+    GiveUp(Report),
+}
+
+/// After helm call number `attempt` for `spec` (or for a removed deployment, `None`)
+/// failed with `err`: update `memory` and say what comes next.
+pub(crate) fn after_helm_failure(
+    memory: &mut Memory,
+    spec: Option<(&HelmSpec, Option<&DeploymentState>)>,
+    attempt: u32,
+    err: &HelmError,
+    policy: &Policy,
+    now: Instant,
+) -> AfterFailure {
+    memory.observed = Observation::Unknown;
+    if err.is_cancelled() {
+        return AfterFailure::Stopped;
+    }
+    if err.is_busy() {
+        return AfterFailure::Probe;
+    }
+    memory.left_pending = true;
+    let Some((spec, state)) = spec else {
+        // An uninstall or probe for a deployment that is gone: retry for ever, slowly.
+        if memory.digest.is_some() {
+            memory.digest = None;
+            memory.attempts = 0;
+        }
+        memory.attempts += 1;
+        return AfterFailure::Retry(now + policy.retry_delay(memory.attempts), None);
+    };
+    memory.digest = Some(spec.digest.clone());
+    memory.attempts = attempt;
+    if policy.exhausted(attempt) {
+        memory.retry_at = None;
+        return AfterFailure::GiveUp(progress_report(
+            spec,
+            state,
+            DeploymentStatus::Failed,
+            attempt,
+            err.to_string(),
+        ));
+    }
+    let delay = policy.retry_delay(attempt);
+    let at = now + delay;
+    memory.retry_at = Some(at);
+    let message = format!(
+        "attempt {attempt} of {} failed, retrying in {:.1} s: {err}",
+        policy.max_attempts,
+        delay.as_secs_f64()
+    );
+    AfterFailure::Retry(
+        at,
+        Some(progress_report(
+            spec,
+            state,
+            DeploymentStatus::Pending,
+            attempt,
+            message,
+        )),
+    )
+}
+
+/// Helm installed, upgraded or adopted `spec` at `revision`.
+pub(crate) fn after_success(
+    memory: &mut Memory,
+    spec: &HelmSpec,
+    revision: i64,
+    wall: DateTime<Utc>,
+) {
+    memory.observed = Observation::Owned(OwnedRelease {
+        status: ReleaseStatus::Deployed,
+        revision,
+        updated: Some(wall),
+        digest: Some(spec.digest.clone()),
+        last_good: None,
+        detailed: true,
+    });
+    memory.digest = Some(spec.digest.clone());
+    memory.attempts = 0;
+    memory.retry_at = None;
+    memory.left_pending = false;
+}
+
+/// The release was uninstalled because its entry is gone.
+pub(crate) fn after_uninstall(memory: &mut Memory) {
+    memory.observed = Observation::Absent;
+    memory.attempts = 0;
+    memory.digest = None;
+    memory.left_pending = false;
+}
+
+/// A stuck release was freed.
+pub(crate) fn after_recovery(memory: &mut Memory, recovery: Recovery) {
+    memory.left_pending = false;
+    memory.observed = match recovery {
+        Recovery::Reinstall => Observation::Absent,
+        Recovery::Rollback(_) => Observation::Unknown,
+    };
+}
+
+/// Waiting on a release another helm holds: look at it afresh next time.
+pub(crate) fn after_wait(memory: &mut Memory) {
+    if matches!(&memory.observed, Observation::Owned(o) if o.status.is_pending()) {
+        memory.observed = Observation::Unknown;
+    }
+}
+
+/// What the user is told while a plan's helm step runs, and its metrics label.
+pub(crate) fn apply_report(
+    spec: &HelmSpec,
+    state: Option<&DeploymentState>,
+    kind: ApplyKind,
+    attempt: u32,
+    policy: &Policy,
+) -> Report {
+    let (status, doing) = match kind {
+        ApplyKind::Install => (DeploymentStatus::Installing, "installing".to_string()),
+        ApplyKind::Upgrade => (DeploymentStatus::Upgrading, "upgrading".to_string()),
+        ApplyKind::Replace => (
+            DeploymentStatus::Upgrading,
+            format!(
+                "replacing (uninstall, then install: chart {} cannot be upgraded in place)",
+                spec.chart.name
+            ),
+        ),
+    };
+    progress_report(
+        spec,
+        state,
+        status,
+        attempt,
+        format!("{doing}, attempt {attempt} of {}", policy.max_attempts),
+    )
+}
+
+/// The DEPLOYED report after a successful apply (or adoption, `kind` `None`).
+pub(crate) fn deployed_report(
+    spec: &HelmSpec,
+    state: Option<&DeploymentState>,
+    kind: Option<ApplyKind>,
+    attempts: u32,
+    revision: i64,
+) -> Report {
+    let done = match kind {
+        Some(ApplyKind::Install) => "installed",
+        Some(ApplyKind::Upgrade) => "upgraded",
+        Some(ApplyKind::Replace) => "replaced",
+        None => "deployed",
+    };
+    let mut report = progress_report(
+        spec,
+        state,
+        DeploymentStatus::Deployed,
+        attempts,
+        format!("{done}: revision {revision}"),
+    );
+    report.revision = Some(revision);
+    report
+}
+
+/// What the user is told while a stuck release is freed.
+pub(crate) fn recovery_report(
+    spec: &HelmSpec,
+    state: Option<&DeploymentState>,
+    stuck: &str,
+    recovery: Recovery,
+    attempt: u32,
+) -> Report {
+    let (status, message) = match recovery {
+        Recovery::Reinstall => (
+            DeploymentStatus::Uninstalling,
+            format!("release was stuck in {stuck}: uninstalling it to install again"),
+        ),
+        Recovery::Rollback(rev) => (
+            DeploymentStatus::Upgrading,
+            format!("release was stuck in {stuck}: rolling back to revision {rev}, then upgrading"),
+        ),
+    };
+    progress_report(spec, state, status, attempt, message)
 }
 
 #[cfg(test)]

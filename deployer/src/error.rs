@@ -11,10 +11,10 @@ pub enum Error {
     #[error("invalid setting: {0}")]
     InvalidSettings(String),
     /// The health/metrics address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot serve HTTP on {addr}")]
     HttpBindFailed {
-        /// The address.
-        addr: std::net::SocketAddr,
+        /// The address from `SDP_HTTP_ADDR`.
+        addr: String,
         /// Why.
         #[source]
         source: std::io::Error,

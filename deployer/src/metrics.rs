@@ -1,6 +1,5 @@
-//! Prometheus metrics and the health flags served over HTTP.
+//! Prometheus metrics (the work queue's are registered beside them).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -12,7 +11,7 @@ use prometheus_client::registry::Registry;
 
 /// Labels of helm operations.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OpLabels {
+pub(crate) struct OpLabels {
     /// `install`, `upgrade`, `replace`, `uninstall`, `rollback`, `probe`, `list`, `repo`.
     pub kind: String,
     /// `ok`, `error`, `timeout`, `busy`, `cancelled`.
@@ -21,7 +20,7 @@ pub struct OpLabels {
 
 /// Labels of durations.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabels {
+pub(crate) struct KindLabels {
     /// Operation kind.
     pub kind: String,
 }
@@ -32,14 +31,11 @@ fn duration_histogram() -> Histogram {
 
 /// Everything the deployer counts.
 #[derive(Debug)]
-pub struct Metrics {
-    registry: Registry,
+pub(crate) struct Metrics {
     /// Helm operations by kind and result.
     pub operations: Family<OpLabels, Counter>,
     /// Helm operation durations by kind.
     pub durations: Family<KindLabels, Histogram, fn() -> Histogram>,
-    /// Releases waiting for a worker.
-    pub queue_depth: Gauge,
     /// Helm operations running.
     pub in_flight: Gauge,
     /// Retries scheduled after failed helm calls.
@@ -52,27 +48,15 @@ pub struct Metrics {
     pub is_leader: Gauge,
     /// Deployment entries in view.
     pub entries: Gauge,
-    /// Connected to the configuration database.
-    pub connected: AtomicBool,
-    /// Leader with its first listing done, or standing by.
-    pub ready: AtomicBool,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl Metrics {
-    /// Create and register everything.
-    pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("sdp_deployer");
+    /// Create everything and register it in `registry` (prefix `sdp_deployer`).
+    pub(crate) fn new(registry: &mut Registry) -> Self {
         let operations = Family::<OpLabels, Counter>::default();
         let durations = Family::<KindLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             duration_histogram,
         );
-        let queue_depth = Gauge::default();
         let in_flight = Gauge::default();
         let retries = Counter::default();
         let failed = Counter::default();
@@ -88,11 +72,6 @@ impl Metrics {
             "helm_operation_duration_seconds",
             "Duration of helm operations",
             durations.clone(),
-        );
-        registry.register(
-            "queue_depth",
-            "Releases waiting for a helm worker",
-            queue_depth.clone(),
         );
         registry.register(
             "helm_in_flight",
@@ -121,23 +100,19 @@ impl Metrics {
         );
         registry.register("entries", "Deployment entries seen", entries.clone());
         Metrics {
-            registry,
             operations,
             durations,
-            queue_depth,
             in_flight,
             retries,
             failed,
             resyncs,
             is_leader,
             entries,
-            connected: AtomicBool::new(false),
-            ready: AtomicBool::new(false),
         }
     }
 
     /// Count one helm operation.
-    pub fn operation(&self, kind: &str, result: &str, took: Duration) {
+    pub(crate) fn operation(&self, kind: &str, result: &str, took: Duration) {
         self.operations
             .get_or_create(&OpLabels {
                 kind: kind.into(),
@@ -147,24 +122,5 @@ impl Metrics {
         self.durations
             .get_or_create(&KindLabels { kind: kind.into() })
             .observe(took.as_secs_f64());
-    }
-
-    /// The OpenMetrics text.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
-    }
-
-    /// Set readiness.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
-    }
-
-    /// Readiness.
-    pub fn is_ready(&self) -> bool {
-        self.connected.load(Ordering::Relaxed) && self.ready.load(Ordering::Relaxed)
     }
 }

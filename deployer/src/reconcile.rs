@@ -1,290 +1,287 @@
-//! Reconciling one release: read the view, [`decide`], carry the plan out with helm and
-//! report in the state key, until there is nothing left to do now.
+//! One reconcile of one release, as plan → effect → outcome rounds: read the view,
+//! [`decide`] the plan, carry out its effect ([`Effects`]), let [`crate::decide`] turn
+//! the result into the release's memory and the next step, until nothing is left to do
+//! now. No rule lives here.
 //!
-//! Runs in two phases (see [`Phase`]): a cheap one for every release that needs a look
-//! (decisions that need no helm, and a PENDING report while helm workers are busy), and
-//! the helm phase, in the bounded worker pool.
+//! A release is looked at in two lanes of the work queue: [`PREPARE`] (wide: decisions
+//! that need no helm, and a PENDING report while the helm workers are busy) and
+//! [`HELM`] (as wide as `SDP_HELM_CONCURRENCY`).
 
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sdp_config::entity::{DeploymentState, DeploymentStatus};
+use sdp_config::entity::DeploymentState;
+use sdp_runtime::queue::{Lane, Next, Queue};
 use tokio_util::sync::CancellationToken;
 
 use crate::decide::{
-    self, Memory, Observation, Plan, Policy, Report, Situation, already_reported, attempts_so_far,
-    decide,
+    self, AfterFailure, Memory, Observation, Plan, Policy, Situation, attempts_so_far, decide,
 };
-use crate::helm::Helm;
-use crate::metrics::Metrics;
-use crate::perform::Target;
-use crate::spec::{Desired, SpecContext};
-use crate::store::{Basis, StateStore};
+use crate::effects::{Effects, HelmEntry, Written};
+use crate::spec::Desired;
+use crate::store::ActedOn;
 use crate::view::{Item, View};
 
-/// Rounds of decide-and-act in one reconcile (probe → recover → install is three).
+/// The lane every release enters.
+pub(crate) const PREPARE: Lane = 0;
+/// The lane whose runs may call helm.
+pub(crate) const HELM: Lane = 1;
+
+/// Rounds of plan and effect in one reconcile (probe → recover → install is three).
 const MAX_ROUNDS: usize = 8;
 /// Delay before trying again after a configuration-database failure.
-pub(crate) const DB_RETRY: Duration = Duration::from_secs(2);
-
-/// Which part of the work a reconcile may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// Everything that needs no helm call; stops with [`Outcome::NeedsHelm`] otherwise.
-    Prepare,
-    /// Everything, helm included (runs in the worker pool).
-    Helm,
-}
-
-/// How a reconcile ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Nothing left to do until something changes.
-    Done,
-    /// Helm work is needed: queue for a worker.
-    NeedsHelm,
-    /// Look again at this time.
-    RetryAt(Instant),
-}
+const DB_RETRY: Duration = Duration::from_secs(2);
 
 /// What reconciles share during one leadership term.
-pub struct Ctx {
-    /// Helm (cluster or render).
-    pub helm: Arc<dyn Helm>,
-    /// How entries are interpreted.
-    pub spec: Arc<SpecContext>,
-    /// State writes.
-    pub store: StateStore,
-    /// The view.
-    pub view: Arc<Mutex<View>>,
-    /// Retry limits.
-    pub policy: Policy,
-    /// First retry delay.
-    pub backoff: Duration,
-    /// Retry delay cap.
-    pub backoff_max: Duration,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
+pub(crate) struct Reconciler {
+    pub(crate) effects: Effects,
+    pub(crate) view: Arc<Mutex<View>>,
+    pub(crate) policy: Policy,
     /// Fires to stop starting helm calls (shutdown, or leadership lost).
-    pub stop_new: CancellationToken,
-    /// Fires to stop running helm calls.
-    pub hard_stop: CancellationToken,
-    /// Helm work running or queued (maintained by the dispatcher).
-    pub helm_load: Arc<AtomicUsize>,
-    /// Size of the helm worker pool.
-    pub concurrency: usize,
-}
-
-impl std::fmt::Debug for Ctx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx")
-            .field("target", &self.helm.target())
-            .finish_non_exhaustive()
-    }
-}
-
-/// A deployment ID with its entry.
-type IdEntry = (String, Item);
-
-/// The deployment a release belongs to, and the others that (wrongly) map to it.
-fn pick<'a>(
-    entries: &'a [IdEntry],
-    release: &str,
-    prefix: &str,
-) -> (Option<&'a IdEntry>, Vec<&'a IdEntry>) {
-    let winner = entries
-        .iter()
-        .find(|(id, _)| format!("{prefix}{id}") == release)
-        .or_else(|| entries.first());
-    let losers = entries.iter().filter(|e| Some(*e) != winner).collect();
-    (winner, losers)
+    pub(crate) stop_new: CancellationToken,
+    /// The work queue, to see whether the helm workers are all busy.
+    pub(crate) queue: Queue<String>,
+    pub(crate) concurrency: usize,
 }
 
 fn parse_state(item: Option<&Item>) -> Option<DeploymentState> {
     item.and_then(|s| DeploymentState::parse(&s.value).ok())
 }
 
-impl Ctx {
-    /// Reconcile `release`, updating `memory`.
-    pub async fn reconcile(&self, release: &str, phase: Phase, memory: &mut Memory) -> Outcome {
+/// How a round ended when it ends the reconcile.
+fn at(instant: Instant) -> Next {
+    Next::At(tokio::time::Instant::from_std(instant))
+}
+
+impl Reconciler {
+    fn helm_busy(&self) -> bool {
+        self.queue.in_flight(HELM) + self.queue.depth(HELM) >= self.concurrency
+    }
+
+    fn db_failed(&self, id: &str, e: &sdp_config::Error) -> Next {
+        if matches!(e, sdp_config::Error::NotLeader { .. }) {
+            tracing::warn!(deploy_id = id, "not the leader any more; state not written");
+        } else {
+            tracing::warn!(deploy_id = id, error = %e, "cannot write the deployment state; retrying");
+        }
+        at(Instant::now() + DB_RETRY)
+    }
+
+    /// Write a report; `None` to carry on, or how the reconcile ends.
+    async fn report(&self, t: &HelmEntry<'_>, report: &decide::Report) -> Option<Next> {
+        match self.effects.report(t, report).await {
+            Written::Yes => None,
+            Written::EntryChanged => Some(Next::Done),
+            Written::Failed(e) => Some(self.db_failed(t.id, &e)),
+        }
+    }
+
+    /// Reconcile `release` in `lane`, updating `memory`.
+    pub(crate) async fn reconcile(&self, release: &str, lane: Lane, memory: &mut Memory) -> Next {
         for _ in 0..MAX_ROUNDS {
             if self.stop_new.is_cancelled() {
                 // Stopping: what is running finishes, nothing new starts.
-                return Outcome::Done;
+                return Next::Done;
             }
-            let snap = self
-                .view
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .snapshot(release);
-            let (winner, losers) = pick(&snap.entries, release, &self.spec.prefix);
-            for (id, entry) in losers {
-                let Some((winner_id, _)) = winner else { break };
-                let state = parse_state(snap.state(id));
-                let report = Report {
-                    status: DeploymentStatus::Failed,
-                    release: None,
-                    revision: None,
-                    digest: None,
-                    attempts: None,
-                    message: format!(
-                        "release name {release:?} is already used by deployment {winner_id:?}; use another deployment ID"
-                    ),
-                };
-                if !already_reported(state.as_ref(), &report) {
-                    if let Err(e) = self.store.report(id, entry, Basis::Text, &report).await {
-                        return self.db_failed(id, &e);
-                    }
-                }
+            if let Some(end) = self.round(release, lane, memory).await {
+                return end;
             }
-            let desired = winner.map(|(id, e)| self.spec.desired(id, &e.value));
-            let state = winner.and_then(|(id, _)| parse_state(snap.state(id)));
-            let orphans = snap.orphan_states();
-            let plan = decide(&Situation {
-                desired: desired.as_ref(),
-                state: state.as_ref(),
-                orphan_states: !orphans.is_empty(),
-                memory,
-                policy: &self.policy,
-                now: Instant::now(),
-                wall: Utc::now(),
+        }
+        at(Instant::now() + Duration::from_secs(1))
+    }
+
+    /// One plan, its effect and outcome; `None` to go on with another round.
+    async fn round(&self, release: &str, lane: Lane, memory: &mut Memory) -> Option<Next> {
+        let snap = self
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .snapshot(release);
+        let (owner, conflicts) =
+            decide::release_owner(&snap.entries, release, &self.effects.spec.prefix, |id| {
+                parse_state(snap.state(id))
             });
-            tracing::debug!(release, ?plan, ?phase, "decided");
-            let target = match (winner, &desired) {
-                (Some((id, entry)), Some(Desired::Helm(spec))) => Some(Target {
-                    id,
-                    entry,
-                    spec,
-                    state: state.as_ref(),
-                }),
-                _ => None,
-            };
-            if phase == Phase::Prepare && plan.needs_helm() {
-                if let Some(t) = &target {
-                    if self.helm_busy() && !decide::state_is_about(t.state, t.spec) {
-                        let attempts = attempts_so_far(t.spec, t.state, memory);
-                        let report = self.base_report(
-                            t,
-                            DeploymentStatus::Pending,
-                            attempts,
-                            "waiting for a helm worker".into(),
-                        );
-                        if let Some(end) = self.report(t, &report).await {
-                            return end;
-                        }
-                    }
-                }
-                return Outcome::NeedsHelm;
+        for ((id, entry), report) in conflicts {
+            match self
+                .effects
+                .report_on(id, entry, ActedOn::Text, &report)
+                .await
+            {
+                Written::Failed(e) => return Some(self.db_failed(id, &e)),
+                Written::Yes | Written::EntryChanged => {}
             }
-            match plan {
-                Plan::Nothing => return Outcome::Done,
-                Plan::Report(report) => {
-                    let Some((id, entry)) = winner else {
-                        return Outcome::Done;
-                    };
-                    let basis = match &target {
-                        Some(t) => Basis::Digest(&t.spec.digest),
-                        None => Basis::Text,
-                    };
-                    return match self.store.report(id, entry, basis, &report).await {
-                        Ok(_) => Outcome::Done,
-                        Err(e) => self.db_failed(id, &e),
-                    };
+        }
+        let desired = owner.map(|(id, e)| self.effects.spec.desired(id, &e.value));
+        let state = owner.and_then(|(id, _)| parse_state(snap.state(id)));
+        let orphans = snap.orphan_states();
+        let plan = decide(&Situation {
+            desired: desired.as_ref(),
+            state: state.as_ref(),
+            orphan_states: !orphans.is_empty(),
+            memory,
+            policy: &self.policy,
+            now: Instant::now(),
+            wall: Utc::now(),
+        });
+        tracing::debug!(release, ?plan, lane, "decided");
+        let target = match (owner, &desired) {
+            (Some((id, entry)), Some(Desired::Helm(spec))) => Some(HelmEntry {
+                id,
+                entry,
+                spec,
+                state: state.as_ref(),
+            }),
+            _ => None,
+        };
+        if lane == PREPARE && plan.needs_helm() {
+            let subject = target.as_ref().map(|t| (t.spec, t.state));
+            if let (Some(t), Some(report)) = (
+                &target,
+                decide::queue_for_helm(subject, memory, self.helm_busy()),
+            ) {
+                if let Some(end) = self.report(t, &report).await {
+                    return Some(end);
                 }
-                Plan::Wait(until, note) => {
-                    if matches!(&memory.observed, Observation::Owned(o) if o.status.is_pending()) {
-                        memory.observed = Observation::Unknown;
-                    }
-                    if let (Some(note), Some(t)) = (note, &target) {
-                        if let Some(Outcome::RetryAt(at)) = self.report(t, &note).await {
-                            return Outcome::RetryAt(at.min(until));
-                        }
-                    }
-                    return Outcome::RetryAt(until);
-                }
-                Plan::Forget => {
-                    for (id, item) in &orphans {
-                        if let Err(e) = self.store.forget(id, item).await {
-                            return self.db_failed(id, &e);
-                        }
-                    }
-                    return Outcome::Done;
-                }
-                Plan::Adopt(revision) => {
-                    let Some(t) = &target else {
-                        return Outcome::Done;
-                    };
-                    let attempts = attempts_so_far(t.spec, t.state, memory).max(1);
-                    self.succeeded(memory, t.spec, revision);
-                    let mut report = self.base_report(
-                        t,
-                        DeploymentStatus::Deployed,
-                        attempts,
-                        format!("deployed: revision {revision}"),
-                    );
-                    report.revision = Some(revision);
-                    return self.report(t, &report).await.unwrap_or(Outcome::Done);
-                }
-                Plan::Probe => {
-                    let known = memory.observed.clone();
-                    match self.timed("probe", self.probe(release, &known)).await {
-                        Ok(observed) => memory.observed = observed,
-                        Err(e) => {
-                            let attempt = target
-                                .as_ref()
-                                .map_or(0, |t| attempts_so_far(t.spec, t.state, memory))
-                                + 1;
-                            if let Some(end) =
-                                self.helm_failed(memory, target.as_ref(), attempt, &e).await
-                            {
-                                return end;
-                            }
-                        }
+            }
+            return Some(Next::Then(HELM));
+        }
+        match plan {
+            Plan::Nothing => Some(Next::Done),
+            Plan::Report(report) => {
+                let (id, entry) = owner?;
+                let acted_on = match &target {
+                    Some(t) => ActedOn::Digest(&t.spec.digest),
+                    None => ActedOn::Text,
+                };
+                Some(
+                    match self.effects.report_on(id, entry, acted_on, &report).await {
+                        Written::Yes | Written::EntryChanged => Next::Done,
+                        Written::Failed(e) => self.db_failed(id, &e),
+                    },
+                )
+            }
+            Plan::Wait(until, note) => {
+                decide::after_wait(memory);
+                if let (Some(note), Some(t)) = (note, &target) {
+                    if let Some(Next::At(when)) = self.report(t, &note).await {
+                        return Some(Next::At(when.min(tokio::time::Instant::from_std(until))));
                     }
                 }
-                Plan::Apply(kind, attempt) => {
-                    let Some(t) = &target else {
-                        return Outcome::Done;
-                    };
-                    if let Some(end) = self.apply(memory, t, kind, attempt).await {
-                        return end;
+                Some(at(until))
+            }
+            Plan::Forget => {
+                for (id, item) in &orphans {
+                    if let Err(e) = self.effects.forget(id, item).await {
+                        return Some(self.db_failed(id, &e));
                     }
                 }
-                Plan::Recover(recovery, attempt) => {
-                    let Some(t) = &target else {
-                        return Outcome::Done;
-                    };
-                    if let Some(end) = self.recover(memory, t, recovery, attempt).await {
-                        return end;
+                Some(Next::Done)
+            }
+            Plan::Adopt(revision) => {
+                let t = target?;
+                let attempts = attempts_so_far(t.spec, t.state, memory).max(1);
+                decide::after_success(memory, t.spec, revision, Utc::now());
+                let report = decide::deployed_report(t.spec, t.state, None, attempts, revision);
+                Some(self.report(&t, &report).await.unwrap_or(Next::Done))
+            }
+            Plan::Probe => {
+                let known = memory.observed.clone();
+                match self.effects.probe(release, &known).await {
+                    Ok(observed) => {
+                        memory.observed = observed;
+                        None
+                    }
+                    Err(e) => {
+                        let attempt = target
+                            .as_ref()
+                            .map_or(0, |t| attempts_so_far(t.spec, t.state, memory))
+                            + 1;
+                        self.helm_failed(memory, target.as_ref(), attempt, &e).await
                     }
                 }
-                Plan::Uninstall => {
-                    tracing::info!(release, "uninstalling: its deployment is gone");
-                    match self
-                        .timed(
-                            "uninstall",
-                            self.helm
-                                .uninstall(&self.spec.namespace, release, &self.hard_stop),
-                        )
-                        .await
-                    {
-                        Ok(()) => {
-                            memory.observed = Observation::Absent;
-                            memory.attempts = 0;
-                            memory.digest = None;
-                            memory.left_pending = false;
-                        }
-                        Err(e) => {
-                            if let Some(end) = self.helm_failed(memory, None, 0, &e).await {
-                                return end;
-                            }
-                        }
+            }
+            Plan::Apply(kind, attempt) => {
+                let t = target?;
+                let report = decide::apply_report(t.spec, t.state, kind, attempt, &self.policy);
+                if let Some(end) = self.report(&t, &report).await {
+                    return Some(end);
+                }
+                tracing::info!(deploy_id = t.id, release = %t.spec.release, chart = %t.spec.chart.reference, attempt, ?kind, "applying");
+                match self.effects.apply(&t, kind).await {
+                    Ok(revision) => {
+                        decide::after_success(memory, t.spec, revision, Utc::now());
+                        let report =
+                            decide::deployed_report(t.spec, t.state, Some(kind), attempt, revision);
+                        Some(self.report(&t, &report).await.unwrap_or(Next::Done))
                     }
+                    Err(e) => self.helm_failed(memory, Some(&t), attempt, &e).await,
+                }
+            }
+            Plan::Recover(recovery, attempt) => {
+                let t = target?;
+                let stuck = match &memory.observed {
+                    Observation::Owned(o) => o.status.as_str().to_string(),
+                    _ => "a pending state".to_string(),
+                };
+                tracing::warn!(deploy_id = t.id, release = %t.spec.release, %stuck, ?recovery, "recovering a stuck release");
+                let report = decide::recovery_report(t.spec, t.state, &stuck, recovery, attempt);
+                if let Some(end) = self.report(&t, &report).await {
+                    return Some(end);
+                }
+                match self.effects.recover(&t.spec.release, recovery).await {
+                    Ok(()) => {
+                        decide::after_recovery(memory, recovery);
+                        None
+                    }
+                    Err(e) => self.helm_failed(memory, Some(&t), attempt, &e).await,
+                }
+            }
+            Plan::Uninstall => {
+                tracing::info!(release, "uninstalling: its deployment is gone");
+                match self.effects.uninstall(release).await {
+                    Ok(()) => {
+                        decide::after_uninstall(memory);
+                        None
+                    }
+                    Err(e) => self.helm_failed(memory, None, 0, &e).await,
                 }
             }
         }
-        Outcome::RetryAt(Instant::now() + Duration::from_secs(1))
+    }
+
+    /// A helm call failed: let decide say what it means, report it, end or carry on.
+    async fn helm_failed(
+        &self,
+        memory: &mut Memory,
+        target: Option<&HelmEntry<'_>>,
+        attempt: u32,
+        err: &crate::helm::HelmError,
+    ) -> Option<Next> {
+        let subject = target.map(|t| (t.spec, t.state));
+        let now = Instant::now();
+        match decide::after_helm_failure(memory, subject, attempt, err, &self.policy, now) {
+            AfterFailure::Stopped => Some(at(now)),
+            AfterFailure::Probe => None,
+            AfterFailure::Retry(when, report) => {
+                self.effects.metrics.retries.inc();
+                match (target, report) {
+                    (Some(t), Some(report)) => {
+                        tracing::info!(deploy_id = t.id, release = %t.spec.release, attempt, error = %err, "helm failed; will retry");
+                        Some(self.report(t, &report).await.unwrap_or(at(when)))
+                    }
+                    _ => {
+                        tracing::warn!(error = %err, attempts = memory.attempts, "helm failed for a removed deployment; retrying");
+                        Some(at(when))
+                    }
+                }
+            }
+            AfterFailure::GiveUp(report) => {
+                self.effects.metrics.failed.inc();
+                let t = target?;
+                tracing::warn!(deploy_id = t.id, release = %t.spec.release, attempts = attempt, error = %err, "giving up");
+                Some(self.report(t, &report).await.unwrap_or(Next::Done))
+            }
+        }
     }
 }

@@ -1,14 +1,14 @@
-//! Settings: command-line flags, each also read from its `SDP_*` environment variable.
+//! Settings: command-line flags, each also read from its `SDP_*` environment variable. A
+//! flag is its variable without `SDP_`, in lower case with dashes; durations are seconds.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sdp_config::ConnectionSettings;
+use sdp_runtime::settings::{DaemonSettings, seconds};
 
 /// Where releases go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Target {
+pub enum HelmTarget {
     /// `helm upgrade --install` into the cluster of the current kubeconfig.
     Cluster,
     /// `helm template` into `<render dir>/<namespace>/<release>.yaml` (no cluster needed).
@@ -23,9 +23,9 @@ pub enum Target {
     about = "SDP Helm deployer: /deploy entries in, Helm releases out"
 )]
 pub struct Settings {
-    /// Configuration database connection.
+    /// Connection, logging, leadership and shutdown.
     #[command(flatten)]
-    pub connection: ConnectionSettings,
+    pub daemon: DaemonSettings,
 
     /// Kubernetes namespace every release is installed in.
     #[arg(long, env = "SDP_HELM_NAMESPACE", default_value = "sdp")]
@@ -36,12 +36,12 @@ pub struct Settings {
     pub helm: PathBuf,
 
     /// Seconds one helm call may take before it is stopped (SIGTERM, then SIGKILL).
-    #[arg(long, env = "SDP_HELM_TIMEOUT", default_value_t = 300.0)]
-    pub helm_timeout: f64,
+    #[arg(long, env = "SDP_HELM_TIMEOUT", default_value = "300", value_parser = seconds)]
+    pub helm_timeout: Duration,
 
     /// Seconds between SIGTERM and SIGKILL when a helm call is stopped.
-    #[arg(long, env = "SDP_HELM_KILL_GRACE", default_value_t = 5.0)]
-    pub helm_kill_grace: f64,
+    #[arg(long, env = "SDP_HELM_KILL_GRACE", default_value = "5", value_parser = seconds)]
+    pub helm_kill_grace: Duration,
 
     /// Prefix of every release name.
     #[arg(long, env = "SDP_HELM_PREFIX", default_value = "")]
@@ -52,8 +52,8 @@ pub struct Settings {
     pub helm_concurrency: usize,
 
     /// `cluster` (install releases) or `render` (write manifests with `helm template`).
-    #[arg(long, env = "SDP_HELM_TARGET", value_enum, default_value_t = Target::Cluster)]
-    pub helm_target: Target,
+    #[arg(long, env = "SDP_HELM_TARGET", value_enum, default_value_t = HelmTarget::Cluster)]
+    pub helm_target: HelmTarget,
 
     /// Directory of rendered manifests (render target).
     #[arg(long, env = "SDP_RENDER_DIR", default_value = "out")]
@@ -84,49 +84,24 @@ pub struct Settings {
     pub helm_replace_charts: String,
 
     /// Seconds between resyncs (list owned releases, remove orphans, reinstall missing ones).
-    #[arg(long, env = "SDP_HELM_RESYNC", default_value_t = 300.0)]
-    pub helm_resync: f64,
+    #[arg(long, env = "SDP_HELM_RESYNC", default_value = "300", value_parser = seconds)]
+    pub helm_resync: Duration,
 
     /// Helm attempts per deployment spec before it is FAILED.
     #[arg(long, env = "SDP_HELM_RETRIES", default_value_t = 6)]
     pub helm_retries: u32,
 
     /// Seconds before the first retry; doubles on each failure (with jitter).
-    #[arg(long, env = "SDP_HELM_BACKOFF", default_value_t = 2.0)]
-    pub helm_backoff: f64,
+    #[arg(long, env = "SDP_HELM_BACKOFF", default_value = "2", value_parser = seconds)]
+    pub helm_backoff: Duration,
 
     /// Longest delay between retries, in seconds.
-    #[arg(long, env = "SDP_HELM_BACKOFF_MAX", default_value_t = 300.0)]
-    pub helm_backoff_max: f64,
-
-    /// Seconds running helm calls may take to finish after SIGTERM before they are stopped.
-    #[arg(long, env = "SDP_SHUTDOWN_GRACE", default_value_t = 30.0)]
-    pub shutdown_grace: f64,
-
-    /// Time to live of the leader lease, in seconds (a dead leader is replaced within it).
-    #[arg(long, env = "SDP_LEADER_TTL", default_value_t = 10)]
-    pub leader_ttl: u64,
+    #[arg(long, env = "SDP_HELM_BACKOFF_MAX", default_value = "300", value_parser = seconds)]
+    pub helm_backoff_max: Duration,
 
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "SDP_HTTP_ADDR", default_value = "0.0.0.0:8081")]
-    pub http_addr: SocketAddr,
-
-    /// Log filter (an `EnvFilter` directive such as `info` or `sdp_deployer=debug`).
-    #[arg(long, env = "SDP_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
-
-    /// Log as JSON lines.
-    #[arg(long, env = "SDP_LOG_JSON", default_value_t = false, action = clap::ArgAction::Set,
-          value_parser = clap::builder::BoolishValueParser::new())]
-    pub log_json: bool,
-}
-
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(if s.is_finite() {
-        s.clamp(0.0, 1e7)
-    } else {
-        0.0
-    })
+    pub http_addr: String,
 }
 
 /// Parse a comma-separated `name=value` list (empty items ignored).
@@ -156,34 +131,24 @@ pub fn parse_list(text: &str) -> Vec<String> {
 }
 
 impl Settings {
-    /// Per-call helm timeout.
+    /// Per-call helm timeout (at least 100 ms).
     pub fn helm_timeout(&self) -> Duration {
-        secs(self.helm_timeout).max(Duration::from_millis(100))
+        self.helm_timeout.max(Duration::from_millis(100))
     }
 
-    /// SIGTERM → SIGKILL grace.
-    pub fn helm_kill_grace(&self) -> Duration {
-        secs(self.helm_kill_grace)
-    }
-
-    /// Resync interval.
+    /// Resync interval (at least 100 ms).
     pub fn resync(&self) -> Duration {
-        secs(self.helm_resync).max(Duration::from_millis(100))
+        self.helm_resync.max(Duration::from_millis(100))
     }
 
-    /// First retry delay.
+    /// First retry delay (at least 1 ms).
     pub fn backoff(&self) -> Duration {
-        secs(self.helm_backoff).max(Duration::from_millis(1))
+        self.helm_backoff.max(Duration::from_millis(1))
     }
 
-    /// Retry delay cap.
+    /// Retry delay cap (at least the first delay).
     pub fn backoff_max(&self) -> Duration {
-        secs(self.helm_backoff_max).max(self.backoff())
-    }
-
-    /// Shutdown grace.
-    pub fn shutdown_grace(&self) -> Duration {
-        secs(self.shutdown_grace)
+        self.helm_backoff_max.max(self.backoff())
     }
 
     /// Helm operations at once (at least one).
@@ -193,7 +158,7 @@ impl Settings {
 
     /// A pending release older than this, not known to be ours in flight, is stuck.
     pub fn stale_after(&self) -> Duration {
-        self.helm_timeout() + self.helm_kill_grace() + Duration::from_secs(30)
+        self.helm_timeout() + self.helm_kill_grace + Duration::from_secs(30)
     }
 }
 
@@ -209,10 +174,12 @@ mod tests {
         assert_eq!(s.helm_namespace, "sdp");
         assert_eq!(s.helm_timeout(), Duration::from_secs(300));
         assert_eq!(s.concurrency(), 4);
-        assert_eq!(s.helm_target, Target::Cluster);
+        assert_eq!(s.helm_target, HelmTarget::Cluster);
         assert_eq!(s.charts_dir, PathBuf::from("/charts"));
-        assert_eq!(s.http_addr.to_string(), "0.0.0.0:8081");
-        assert!(!s.log_json);
+        assert_eq!(s.http_addr, "0.0.0.0:8081");
+        assert!(!s.daemon.log_json);
+        assert_eq!(s.backoff(), Duration::from_secs(2));
+        assert_eq!(s.daemon.shutdown_grace, Duration::from_secs(25));
     }
 
     #[test]

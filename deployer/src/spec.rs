@@ -14,7 +14,7 @@ use crate::values;
 
 /// What is needed to interpret entries.
 #[derive(Clone, Debug, Default)]
-pub struct SpecContext {
+pub(crate) struct SpecContext {
     /// Release-name prefix.
     pub prefix: String,
     /// Target namespace.
@@ -27,7 +27,7 @@ pub struct SpecContext {
 
 /// A checked helm release request.
 #[derive(Clone, Debug, PartialEq)]
-pub struct HelmSpec {
+pub(crate) struct HelmSpec {
     /// Deployment ID.
     pub deploy_id: String,
     /// Release name.
@@ -46,7 +46,7 @@ pub struct HelmSpec {
 
 /// What an entry asks for.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Desired {
+pub(crate) enum Desired {
     /// A helm release.
     Helm(Box<HelmSpec>),
     /// Nothing can be done with it; the reason goes to the state's message.
@@ -57,12 +57,12 @@ pub enum Desired {
 
 impl SpecContext {
     /// The release name of a deployment ID.
-    pub fn release_name(&self, deploy_id: &str) -> String {
+    pub(crate) fn release_name(&self, deploy_id: &str) -> String {
         naming::release_name(&self.prefix, deploy_id)
     }
 
     /// Interpret the entry at `/deploy/<key_id>` with the stored text `text`.
-    pub fn desired(&self, key_id: &str, text: &str) -> Desired {
+    pub(crate) fn desired(&self, key_id: &str, text: &str) -> Desired {
         let deployment = match Deployment::parse(text, Some(key_id)) {
             Ok(d) => d,
             Err(e) => return Desired::Refused(format!("invalid deployment: {e}")),

@@ -16,7 +16,7 @@ const ATTEMPTS: u32 = 10;
 
 /// Writes states for one leadership term.
 #[derive(Clone)]
-pub struct StateStore {
+pub(crate) struct StateStore {
     db: Config,
     guard: Guard,
     view: Arc<Mutex<View>>,
@@ -31,7 +31,7 @@ impl std::fmt::Debug for StateStore {
 
 /// What an entry asked for when it was acted on.
 #[derive(Clone, Copy, Debug)]
-pub enum Basis<'a> {
+pub(crate) enum ActedOn<'a> {
     /// Exactly this text.
     Text,
     /// Any text with this spec digest (a reformatted entry asks for the same release).
@@ -40,7 +40,12 @@ pub enum Basis<'a> {
 
 impl StateStore {
     /// A store whose writes require `guard` (leadership).
-    pub fn new(db: Config, guard: Guard, view: Arc<Mutex<View>>, spec: Arc<SpecContext>) -> Self {
+    pub(crate) fn new(
+        db: Config,
+        guard: Guard,
+        view: Arc<Mutex<View>>,
+        spec: Arc<SpecContext>,
+    ) -> Self {
         StateStore {
             db,
             guard,
@@ -49,13 +54,13 @@ impl StateStore {
         }
     }
 
-    fn still_wanted(&self, id: &str, acted: &Item, current: &str, basis: Basis<'_>) -> bool {
+    fn still_wanted(&self, id: &str, acted: &Item, current: &str, acted_on: ActedOn<'_>) -> bool {
         if current == acted.value {
             return true;
         }
-        match basis {
-            Basis::Text => false,
-            Basis::Digest(d) => {
+        match acted_on {
+            ActedOn::Text => false,
+            ActedOn::Digest(d) => {
                 matches!(self.spec.desired(id, current), Desired::Helm(s) if s.digest == d)
             }
         }
@@ -68,11 +73,11 @@ impl StateStore {
     ///
     /// # Errors
     /// etcd failures, [`Error::NotLeader`].
-    pub async fn report(
+    pub(crate) async fn report(
         &self,
         id: &str,
         entry: &Item,
-        basis: Basis<'_>,
+        acted_on: ActedOn<'_>,
         report: &Report,
     ) -> Result<bool, Error> {
         let entry_path = Deployment::path(id);
@@ -94,7 +99,7 @@ impl StateStore {
             let Some(current) = txn.get(&entry_path).await? else {
                 return Ok(false);
             };
-            if !self.still_wanted(id, entry, &current, basis) {
+            if !self.still_wanted(id, entry, &current, acted_on) {
                 return Ok(false);
             }
             let previous = txn
@@ -128,7 +133,7 @@ impl StateStore {
     ///
     /// # Errors
     /// etcd failures, [`Error::NotLeader`].
-    pub async fn forget(&self, id: &str, known: &Item) -> Result<(), Error> {
+    pub(crate) async fn forget(&self, id: &str, known: &Item) -> Result<(), Error> {
         let entry_path = Deployment::path(id);
         let state_path = Deployment::state_path(id);
         for attempt in 1..=ATTEMPTS {

@@ -23,7 +23,7 @@
 use serde_json::{Map, Value};
 
 /// The highest list index a key may use (helm's limit).
-pub const MAX_INDEX: usize = 65_536;
+pub(crate) const MAX_INDEX: usize = 65_536;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
@@ -136,7 +136,7 @@ fn equal_fold(s: &str, word: &str) -> bool {
 }
 
 /// A string as `helm --set` types it.
-pub fn typed(s: &str) -> Value {
+pub(crate) fn typed(s: &str) -> Value {
     if equal_fold(s, "true") {
         return Value::Bool(true);
     }
@@ -217,7 +217,7 @@ fn set_path(
 ///
 /// # Errors
 /// A key that is not a valid path or conflicts with an earlier one, named in words.
-pub fn expand(values: &Map<String, Value>) -> Result<Value, String> {
+pub(crate) fn expand(values: &Map<String, Value>) -> Result<Value, String> {
     let mut keys: Vec<&String> = values.keys().collect();
     keys.sort_unstable();
     let mut root = Map::new();

@@ -8,7 +8,7 @@ use sdp_config::{Entry, WatchEvent};
 
 /// A stored value with its `mod_revision`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Item {
+pub(crate) struct Item {
     /// Raw text.
     pub value: String,
     /// Revision of its last change.
@@ -17,7 +17,7 @@ pub struct Item {
 
 /// Entries and states of the deployments mapping to one release.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// `(deploy_id, entry)`, sorted by ID.
     pub entries: Vec<(String, Item)>,
     /// `(deploy_id, state)`, sorted by ID.
@@ -26,12 +26,12 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The state of `id`, if any.
-    pub fn state(&self, id: &str) -> Option<&Item> {
+    pub(crate) fn state(&self, id: &str) -> Option<&Item> {
         self.states.iter().find(|(i, _)| i == id).map(|(_, s)| s)
     }
 
     /// State keys whose entry is gone.
-    pub fn orphan_states(&self) -> Vec<(String, Item)> {
+    pub(crate) fn orphan_states(&self) -> Vec<(String, Item)> {
         self.states
             .iter()
             .filter(|(id, _)| !self.entries.iter().any(|(e, _)| e == id))
@@ -41,7 +41,7 @@ impl Snapshot {
 }
 
 /// The view.
-pub struct View {
+pub(crate) struct View {
     release_of: Box<dyn Fn(&str) -> String + Send + Sync>,
     entries: HashMap<String, Item>,
     states: HashMap<String, Item>,
@@ -59,7 +59,7 @@ impl std::fmt::Debug for View {
 
 impl View {
     /// An empty view; `release_of` maps a deployment ID to its release name.
-    pub fn new(release_of: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(release_of: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
         View {
             release_of: Box::new(release_of),
             entries: HashMap::new(),
@@ -94,7 +94,7 @@ impl View {
 
     /// Apply an event of the entries watch (`/deploy/`, level 0); returns the releases
     /// that need a look.
-    pub fn apply_entries(&mut self, event: WatchEvent) -> Vec<String> {
+    pub(crate) fn apply_entries(&mut self, event: WatchEvent) -> Vec<String> {
         let mut dirty = Vec::new();
         match event {
             WatchEvent::Listed { entries, .. } => {
@@ -140,7 +140,7 @@ impl View {
     /// Apply an event of the states watch (`/deploy/`, level 1). Only states without an
     /// entry (to delete), or deleted while their entry exists (to report again), need a
     /// look; changes made by this deployer are already in the view.
-    pub fn apply_states(&mut self, event: WatchEvent) -> Vec<String> {
+    pub(crate) fn apply_states(&mut self, event: WatchEvent) -> Vec<String> {
         let mut dirty = Vec::new();
         match event {
             WatchEvent::Listed { entries, .. } => {
@@ -202,7 +202,7 @@ impl View {
 
     /// Record this deployer's own write of a state (`None`: deleted), so that the next
     /// reconcile sees it before the watch delivers it.
-    pub fn record_state(&mut self, id: &str, state: Option<Item>) {
+    pub(crate) fn record_state(&mut self, id: &str, state: Option<Item>) {
         match state {
             Some(item) => {
                 if self
@@ -221,7 +221,7 @@ impl View {
     }
 
     /// Entries and states of the deployments mapping to `release`.
-    pub fn snapshot(&self, release: &str) -> Snapshot {
+    pub(crate) fn snapshot(&self, release: &str) -> Snapshot {
         let mut snap = Snapshot::default();
         for id in self.by_release.get(release).into_iter().flatten() {
             if let Some(e) = self.entries.get(id) {
@@ -235,24 +235,24 @@ impl View {
     }
 
     /// The state of `id` as last seen or written.
-    pub fn snapshot_state(&self, id: &str) -> Option<Item> {
+    pub(crate) fn snapshot_state(&self, id: &str) -> Option<Item> {
         self.states.get(id).cloned()
     }
 
     /// Whether any entry maps to `release`.
-    pub fn has_entry(&self, release: &str) -> bool {
+    pub(crate) fn has_entry(&self, release: &str) -> bool {
         self.by_release
             .get(release)
             .is_some_and(|ids| ids.iter().any(|id| self.entries.contains_key(id)))
     }
 
     /// Releases with an entry or a state.
-    pub fn releases(&self) -> Vec<String> {
+    pub(crate) fn releases(&self) -> Vec<String> {
         self.by_release.keys().cloned().collect()
     }
 
     /// Number of entries.
-    pub fn entry_count(&self) -> usize {
+    pub(crate) fn entry_count(&self) -> usize {
         self.entries.len()
     }
 }

@@ -244,6 +244,12 @@ impl EtcdServer {
         Ok(())
     }
 
+    /// The etcd process's ID while it runs (to freeze it with SIGSTOP in a test).
+    pub fn pid(&self) -> Option<u32> {
+        let child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        child.as_ref().map(Child::id)
+    }
+
     /// Whether the etcd process is alive (it may still be starting or unhealthy).
     pub fn is_running(&self) -> bool {
         let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);

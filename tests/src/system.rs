@@ -69,6 +69,8 @@ pub struct System {
     pub db: Config,
     /// The controller and the deployer.
     daemons: Mutex<Vec<Proc>>,
+    /// Their HTTP ports on 127.0.0.1 (`/healthz`, `/readyz`, `/metrics`), by name.
+    http: Mutex<Vec<(String, u16)>>,
     logs: Mutex<Vec<PathBuf>>,
     opts: Options,
     /// Dropped after the processes (fields drop in order).
@@ -104,6 +106,7 @@ impl System {
             history,
             db,
             daemons: Mutex::new(Vec::new()),
+            http: Mutex::new(Vec::new()),
             logs: Mutex::new(Vec::new()),
             opts,
             etcd,
@@ -261,7 +264,13 @@ impl System {
             let log = self.new_log(name);
             let mut proc = Proc::spawn(&spec, &log)?;
             match wait_ready(&mut proc, port).await {
-                Ok(()) => return Ok(proc),
+                Ok(()) => {
+                    self.http
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((name.to_string(), port));
+                    return Ok(proc);
+                }
                 Err(e) if attempt < START_ATTEMPTS && port_taken(&log) => {
                     attempt += 1;
                     eprintln!("sdp-e2e: {name}: port {port} was taken, retrying: {e:#}");
@@ -269,6 +278,16 @@ impl System {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The HTTP port (on 127.0.0.1) of daemon `name` (`controller`, `deployer`).
+    pub fn http_port(&self, name: &str) -> Option<u16> {
+        self.http
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, port)| *port)
     }
 
     /// Fails if the controller or the deployer has exited.

@@ -5,28 +5,27 @@
 //! in the environment, in a pod (the `workflow` chart) or as a local process.
 
 use std::future::Future;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use sdp_config::ConnectionSettings;
+use sdp_runtime::{logging, program};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 use crate::Workflow;
 
 /// Run a workflow's `body` with the `pb_id` from the command line and a token that is
-/// cancelled on SIGINT or SIGTERM. Logs go to stderr (level from `SDP_LOG_LEVEL` or
-/// `RUST_LOG`, default `info`). Exit status 0 when `body` succeeds; otherwise the error
-/// on stderr (alternate form `{:#}`, which for `anyhow` includes the causes) and
-/// status 1 (2 for a usage error).
+/// cancelled on SIGINT or SIGTERM (a second signal exits at once). Logs go to stderr
+/// (level from `SDP_LOG_LEVEL` or `RUST_LOG`, default `info`; JSON with `SDP_LOG_JSON`).
+/// Exit status 0 when `body` succeeds; otherwise the error and its causes are logged and
+/// the status is 1 (2 for a usage error).
 pub fn main<F, Fut, E>(program: &str, body: F) -> ExitCode
 where
     F: FnOnce(String, CancellationToken) -> Fut,
     Fut: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    E: Into<anyhow::Error>,
 {
-    init_tracing();
+    logging::init_from_env();
     let pb_id = match pb_id_argument(std::env::args().skip(1)) {
         Ok(id) => id,
         Err(usage) => {
@@ -34,30 +33,7 @@ where
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("{program}: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let shutdown = shutdown_on_signals();
-        body(pb_id, shutdown).await
-    });
-    // Do not wait for a stuck name lookup or the like: the work is done.
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "{program} failed");
-            eprintln!("{program}: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    program::run(program, |shutdown| body(pb_id, shutdown))
 }
 
 /// Start the workflow for `pb_id` with the connection settings and options from the
@@ -89,21 +65,6 @@ pub fn stopped_normally(result: crate::Result<()>) -> crate::Result<()> {
     }
 }
 
-/// Logs to stderr, filtered by `SDP_LOG_LEVEL` or `RUST_LOG` (default `info`).
-pub fn init_tracing() {
-    let filter = std::env::var("SDP_LOG_LEVEL")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .and_then(|s| EnvFilter::try_new(s.to_lowercase()).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-}
-
 /// The single `pb_id` argument.
 ///
 /// # Errors
@@ -119,42 +80,6 @@ pub fn pb_id_argument(mut args: impl Iterator<Item = String>) -> Result<String, 
     }
 }
 
-/// A token cancelled on the first SIGINT or SIGTERM. Must be called inside a runtime.
-pub fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        let name = wait_for_signal().await;
-        tracing::info!(signal = name, "stopping");
-        cancel.cancel();
-    });
-    token
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() -> &'static str {
-    let _ = tokio::signal::ctrl_c().await;
-    "Ctrl-C"
-}
-
 /// A duration in seconds from the environment variable `name` (fractions allowed).
 ///
 /// # Errors
@@ -166,11 +91,8 @@ pub fn env_seconds(name: &str, default: Duration) -> Result<Duration, String> {
 fn seconds_from(name: &str, value: Option<String>, default: Duration) -> Result<Duration, String> {
     match value.as_deref().map(str::trim) {
         None | Some("") => Ok(default),
-        Some(text) => text
-            .parse::<f64>()
-            .ok()
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .ok_or_else(|| format!("{name} must be a number of seconds, not {text:?}")),
+        Some(text) => sdp_runtime::settings::seconds(text)
+            .map_err(|_| format!("{name} must be a number of seconds, not {text:?}")),
     }
 }
 

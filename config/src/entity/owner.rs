@@ -17,10 +17,7 @@ impl Owner {
     /// This process as an owner: `{"command": argv, "hostname": …, "pid": …}`.
     pub fn this_process() -> Self {
         let command: Vec<String> = std::env::args().collect();
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| "localhost".into());
+        let hostname = crate::identity::hostname();
         let mut value = Map::new();
         value.insert("command".into(), json!(command));
         value.insert("hostname".into(), json!(hostname));

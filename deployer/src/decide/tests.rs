@@ -6,10 +6,14 @@ use serde_json::json;
 
 use super::*;
 use crate::chart::ResolvedChart;
+use crate::helm::HelmError;
 use crate::spec::{Desired, HelmSpec};
+use crate::view::Item;
 
 const POLICY: Policy = Policy {
     max_attempts: 3,
+    backoff: Duration::from_secs(2),
+    backoff_max: Duration::from_secs(300),
     stale_after: Duration::from_secs(60),
     busy_poll: Duration::from_secs(5),
 };
@@ -355,15 +359,111 @@ fn rendered_states_keep_unknown_fields_and_use_rfc3339() {
 }
 
 #[test]
-fn backoff_grows_from_the_initial_delay_to_the_cap() {
-    let (i, m) = (Duration::from_secs(2), Duration::from_secs(300));
+fn retries_wait_the_projects_backoff_from_the_initial_delay_to_the_cap() {
+    let (i, m) = (POLICY.backoff, POLICY.backoff_max);
     for attempt in 1..=12 {
-        let d = backoff(i, m, attempt);
+        let d = POLICY.retry_delay(attempt);
         let full = (i * 2u32.pow(attempt - 1)).min(m);
         assert!(
             d >= full / 2 && d <= full,
             "attempt {attempt}: {d:?} vs {full:?}"
         );
     }
-    assert!(backoff(i, m, 100) <= m);
+    assert!(POLICY.retry_delay(100) <= m);
+}
+
+fn item(value: &str) -> Item {
+    Item {
+        value: value.into(),
+        mod_revision: 1,
+    }
+}
+
+#[test]
+fn the_entry_whose_id_is_the_release_name_owns_it_and_the_others_are_told_once() {
+    let entries = vec![
+        ("Foo".to_string(), item("a")),
+        ("foo".to_string(), item("b")),
+    ];
+    let (owner, others) = release_owner(&entries, "foo", "", |_| None);
+    assert_eq!(owner.map(|(id, _)| id.as_str()), Some("foo"));
+    assert_eq!(others.len(), 1);
+    assert_eq!(others[0].0.0, "Foo");
+    assert_eq!(others[0].1.status, DeploymentStatus::Failed);
+    assert!(
+        others[0]
+            .1
+            .message
+            .contains("already used by deployment \"foo\"")
+    );
+    // Already reported: nothing more to write.
+    let told = others[0].1.clone();
+    let (_, others) = release_owner(&entries, "foo", "", |id| {
+        (id == "Foo").then(|| DeploymentState {
+            status: Some("FAILED".into()),
+            message: Some(told.message.clone()),
+            ..Default::default()
+        })
+    });
+    assert!(others.is_empty());
+}
+
+#[test]
+fn a_plan_for_helm_waits_with_a_pending_report_only_while_workers_are_busy() {
+    let Desired::Helm(s) = spec("d1", false) else {
+        unreachable!()
+    };
+    let memory = Memory::default();
+    assert_eq!(queue_for_helm(Some((&s, None)), &memory, false), None);
+    let report = queue_for_helm(Some((&s, None)), &memory, true);
+    assert_eq!(
+        report.as_ref().map(|r| (r.status, r.message.as_str())),
+        Some((DeploymentStatus::Pending, "waiting for a helm worker"))
+    );
+    // The state already reports on this spec: nothing new to say.
+    let st = state(DeploymentStatus::Installing, "d1", 0);
+    assert_eq!(queue_for_helm(Some((&s, Some(&st))), &memory, true), None);
+}
+
+#[test]
+fn a_failed_helm_call_retries_with_backoff_then_gives_up_in_helms_words() {
+    let Desired::Helm(s) = spec("d1", false) else {
+        unreachable!()
+    };
+    let now = Instant::now();
+    let err = HelmError::Failed {
+        operation: "install",
+        message: "Error: boom".into(),
+    };
+    let mut memory = Memory::default();
+    match after_helm_failure(&mut memory, Some((&s, None)), 1, &err, &POLICY, now) {
+        AfterFailure::Retry(at, Some(report)) => {
+            assert!(at > now && at <= now + POLICY.backoff);
+            assert_eq!(report.status, DeploymentStatus::Pending);
+            assert!(
+                report
+                    .message
+                    .starts_with("attempt 1 of 3 failed, retrying in")
+            );
+        }
+        other => panic!("expected a retry, got {other:?}"),
+    }
+    assert_eq!(memory.attempts, 1);
+    assert!(memory.left_pending);
+    match after_helm_failure(&mut memory, Some((&s, None)), 3, &err, &POLICY, now) {
+        AfterFailure::GiveUp(report) => {
+            assert_eq!(report.status, DeploymentStatus::Failed);
+            assert_eq!(report.attempts, Some(3));
+            assert!(report.message.contains("boom"), "{}", report.message);
+        }
+        other => panic!("expected giving up, got {other:?}"),
+    }
+    assert_eq!(memory.retry_at, None);
+    let cancelled = HelmError::Cancelled {
+        operation: "install",
+    };
+    assert_eq!(
+        after_helm_failure(&mut memory, Some((&s, None)), 1, &cancelled, &POLICY, now),
+        AfterFailure::Stopped
+    );
 }

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ const PAGE: usize = 256;
 
 /// The helm binary with the deployer's limits.
 #[derive(Debug)]
-pub struct HelmCli {
+pub(crate) struct HelmCli {
     program: PathBuf,
     limits: Limits,
     repos_added: Mutex<HashSet<(String, String)>>,
@@ -37,7 +37,7 @@ fn os(args: &[&str]) -> Vec<OsString> {
 }
 
 /// A Go duration for helm's `--timeout`.
-pub fn go_duration(d: Duration) -> String {
+pub(crate) fn go_duration(d: Duration) -> String {
     format!("{}ms", d.as_millis().max(1))
 }
 
@@ -45,7 +45,7 @@ pub fn go_duration(d: Duration) -> String {
 ///
 /// # Errors
 /// The file cannot be created or written.
-pub fn values_file(values: &Value) -> Result<tempfile::NamedTempFile, HelmError> {
+pub(crate) fn values_file(values: &Value) -> Result<tempfile::NamedTempFile, HelmError> {
     let local = |e: std::io::Error| HelmError::Local(format!("cannot write the values file: {e}"));
     let mut file = tempfile::Builder::new()
         .prefix("sdp-values-")
@@ -92,7 +92,7 @@ fn as_revision(v: &Value) -> i64 {
 ///
 /// # Errors
 /// Not the expected JSON.
-pub fn parse_list(stdout: &[u8]) -> Result<Vec<ReleaseInfo>, HelmError> {
+pub(crate) fn parse_list(stdout: &[u8]) -> Result<Vec<ReleaseInfo>, HelmError> {
     let text = String::from_utf8_lossy(stdout);
     let text = text.trim();
     if text.is_empty() {
@@ -116,7 +116,7 @@ pub fn parse_list(stdout: &[u8]) -> Result<Vec<ReleaseInfo>, HelmError> {
 ///
 /// # Errors
 /// Not the expected JSON.
-pub fn parse_history(stdout: &[u8]) -> Result<Vec<Revision>, HelmError> {
+pub(crate) fn parse_history(stdout: &[u8]) -> Result<Vec<Revision>, HelmError> {
     let items: Vec<HistoryElement> =
         serde_json::from_slice(stdout).map_err(|e| HelmError::BadOutput {
             operation: "history",
@@ -139,7 +139,7 @@ pub fn parse_history(stdout: &[u8]) -> Result<Vec<Revision>, HelmError> {
 
 impl HelmCli {
     /// Use `program` with these limits.
-    pub fn new(program: PathBuf, limits: Limits) -> Self {
+    pub(crate) fn new(program: PathBuf, limits: Limits) -> Self {
         HelmCli {
             program,
             limits,
@@ -147,21 +147,11 @@ impl HelmCli {
         }
     }
 
-    /// The binary.
-    pub fn program(&self) -> &Path {
-        &self.program
-    }
-
-    /// The limits.
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Run helm; stdout on success.
     ///
     /// # Errors
     /// [`HelmError`] for every way it can fail.
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         operation: &'static str,
         args: &[OsString],

@@ -1,9 +1,9 @@
 //! The helm CLI behind one trait, so that the reconciler does not care whether releases
 //! go into a cluster ([`cli::HelmCli`]) or into rendered files ([`render::RenderTarget`]).
 
-pub mod cli;
-pub mod process;
-pub mod render;
+pub(crate) mod cli;
+pub(crate) mod process;
+pub(crate) mod render;
 
 use std::time::Duration;
 
@@ -13,11 +13,11 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 /// What helm prints when a release is locked by an unfinished operation.
-pub const BUSY_MESSAGE: &str = "another operation (install/upgrade/rollback) is in progress";
+pub(crate) const BUSY_MESSAGE: &str = "another operation (install/upgrade/rollback) is in progress";
 
 /// A release's status as helm names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReleaseStatus {
+pub(crate) enum ReleaseStatus {
     /// `deployed`.
     Deployed,
     /// `failed`.
@@ -40,7 +40,7 @@ pub enum ReleaseStatus {
 
 impl ReleaseStatus {
     /// Parse helm's name.
-    pub fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "deployed" => Self::Deployed,
             "failed" => Self::Failed,
@@ -55,7 +55,7 @@ impl ReleaseStatus {
     }
 
     /// helm's name.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Self::Deployed => "deployed",
             Self::Failed => "failed",
@@ -70,7 +70,7 @@ impl ReleaseStatus {
     }
 
     /// One of the `pending-*` states that lock a release.
-    pub fn is_pending(&self) -> bool {
+    pub(crate) fn is_pending(&self) -> bool {
         matches!(
             self,
             Self::PendingInstall | Self::PendingUpgrade | Self::PendingRollback
@@ -80,7 +80,7 @@ impl ReleaseStatus {
 
 /// One release as `helm list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReleaseInfo {
+pub(crate) struct ReleaseInfo {
     /// Release name.
     pub name: String,
     /// Status of the latest revision.
@@ -91,7 +91,7 @@ pub struct ReleaseInfo {
 
 /// One revision as `helm history` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Revision {
+pub(crate) struct Revision {
     /// Revision number.
     pub revision: i64,
     /// Its status.
@@ -104,7 +104,7 @@ pub struct Revision {
 
 /// Which releases to list.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ListQuery<'a> {
+pub(crate) struct ListQuery<'a> {
     /// Only the release with exactly this name.
     pub name: Option<&'a str>,
     /// Only releases carrying this deployer's ownership label.
@@ -113,7 +113,7 @@ pub struct ListQuery<'a> {
 
 /// An install or upgrade.
 #[derive(Clone, Debug)]
-pub struct InstallRequest<'a> {
+pub(crate) struct InstallRequest<'a> {
     /// Release name.
     pub release: &'a str,
     /// Namespace.
@@ -130,7 +130,7 @@ pub struct InstallRequest<'a> {
 
 /// A helm call that did not succeed.
 #[derive(Debug, thiserror::Error)]
-pub enum HelmError {
+pub(crate) enum HelmError {
     /// helm could not be started.
     #[error("cannot run {program}: {source}")]
     Spawn {
@@ -177,31 +177,20 @@ pub enum HelmError {
 
 impl HelmError {
     /// The release is locked by an unfinished operation (`pending-*`).
-    pub fn is_busy(&self) -> bool {
+    pub(crate) fn is_busy(&self) -> bool {
         matches!(self, HelmError::Failed { message, .. } if message.contains(BUSY_MESSAGE))
     }
 
     /// The call was stopped by the deployer itself.
-    pub fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         matches!(self, HelmError::Cancelled { .. })
-    }
-
-    /// The operation kind.
-    pub fn operation(&self) -> &'static str {
-        match self {
-            HelmError::Failed { operation, .. }
-            | HelmError::TimedOut { operation, .. }
-            | HelmError::Cancelled { operation }
-            | HelmError::BadOutput { operation, .. } => operation,
-            HelmError::Spawn { .. } | HelmError::Local(_) => "run",
-        }
     }
 }
 
 /// Everything the deployer asks of helm. `cancel` stops a running call (SIGTERM, then
 /// SIGKILL).
 #[async_trait]
-pub trait Helm: Send + Sync {
+pub(crate) trait Helm: Send + Sync {
     /// `cluster` or `render`.
     fn target(&self) -> &'static str;
 

@@ -22,7 +22,7 @@ const PIPE_DRAIN: Duration = Duration::from_secs(2);
 
 /// A finished command.
 #[derive(Debug)]
-pub struct Finished {
+pub(crate) struct Finished {
     /// Exit status.
     pub status: ExitStatus,
     /// Standard output (capped).
@@ -33,7 +33,7 @@ pub struct Finished {
 
 /// Why a command did not finish by itself.
 #[derive(Debug)]
-pub enum RunError {
+pub(crate) enum RunError {
     /// It could not be started.
     Spawn(std::io::Error),
     /// It passed the deadline and was stopped.
@@ -46,7 +46,7 @@ pub enum RunError {
 
 /// Limits of one run.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Deadline for the command.
     pub timeout: Duration,
     /// Time between SIGTERM and SIGKILL.
@@ -106,7 +106,7 @@ async fn stop(child: &mut Child, group: Option<Pid>, grace: Duration) {
 ///
 /// # Errors
 /// See [`RunError`]. A non-zero exit is not an error here: see [`Finished::status`].
-pub async fn run(
+pub(crate) async fn run(
     program: &Path,
     args: &[OsString],
     limits: Limits,
@@ -166,7 +166,7 @@ pub async fn run(
 /// helm's error text made fit for a state message: the `Error:` lines if there are any
 /// (helm prints warnings before them), else the last lines; trimmed, at most ~2,000
 /// characters.
-pub fn trim_stderr(stderr: &str) -> String {
+pub(crate) fn trim_stderr(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim_end)

@@ -21,14 +21,14 @@ const HEADER: &str = "# sdp-deployer: ";
 
 /// Renders releases into files with `helm template`.
 #[derive(Debug)]
-pub struct RenderTarget {
+pub(crate) struct RenderTarget {
     helm: HelmCli,
     dir: PathBuf,
 }
 
 /// The header of a rendered file.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Header {
+pub(crate) struct Header {
     /// Deployment ID.
     pub deploy_id: String,
     /// Revision (a counter).
@@ -40,7 +40,7 @@ pub struct Header {
 }
 
 /// Read the header of a rendered file; `None` when the file is absent or not ours.
-pub fn read_header(path: &Path) -> Option<Header> {
+pub(crate) fn read_header(path: &Path) -> Option<Header> {
     let text = std::fs::read_to_string(path).ok()?;
     let first = text.lines().next()?;
     let v: Value = serde_json::from_str(first.strip_prefix(HEADER)?).ok()?;
@@ -57,12 +57,12 @@ pub fn read_header(path: &Path) -> Option<Header> {
 
 impl RenderTarget {
     /// Render with `helm` into `dir`.
-    pub fn new(helm: HelmCli, dir: PathBuf) -> Self {
+    pub(crate) fn new(helm: HelmCli, dir: PathBuf) -> Self {
         RenderTarget { helm, dir }
     }
 
     /// Where a release's manifest goes.
-    pub fn path(&self, namespace: &str, release: &str) -> PathBuf {
+    pub(crate) fn path(&self, namespace: &str, release: &str) -> PathBuf {
         self.dir.join(namespace).join(format!("{release}.yaml"))
     }
 

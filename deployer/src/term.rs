@@ -1,0 +1,264 @@
+//! One term of leadership: watch `/deploy/`, keep the view, reconcile releases from the
+//! work queue (never two reconciles of one release at once, at most
+//! `SDP_HELM_CONCURRENCY` with helm), resync against the list of owned releases, and stop
+//! cleanly: on shutdown running helm calls get the grace period; when leadership is lost
+//! they finish in the background (killing them would leave releases `pending-*`; their
+//! state writes fail, since they are conditional on leadership).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use sdp_config::{Config, WatchEvent};
+use sdp_runtime::election::Term;
+use sdp_runtime::queue::{Lane, LaneSpec, Next, Queue, Retry};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::effects::Effects;
+use crate::helm::{HelmError, ListQuery, ReleaseInfo};
+use crate::memory::Memories;
+use crate::metrics::OpLabels;
+use crate::reconcile::{HELM, PREPARE, Reconciler};
+use crate::resync;
+use crate::setup::{Role, Setup};
+use crate::store::StateStore;
+use crate::view::View;
+
+/// Releases looked at at once in the cheap lane (no helm there).
+const PREPARE_LIMIT: usize = 32;
+/// Retry delay of a failed resync (capped by the resync interval).
+const RESYNC_RETRY: Duration = Duration::from_secs(10);
+
+/// Lead until `shutdown` fires or leadership is lost.
+pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &CancellationToken) {
+    setup.set_role(Role::Starting);
+    let spec = setup.spec.clone();
+    let names = spec.clone();
+    let view = Arc::new(Mutex::new(View::new(move |id| names.release_name(id))));
+    let hard_stop = CancellationToken::new();
+    let stop_new = CancellationToken::new();
+    let lanes = [
+        LaneSpec {
+            name: "prepare",
+            concurrency: PREPARE_LIMIT,
+        },
+        LaneSpec {
+            name: "helm",
+            concurrency: setup.concurrency,
+        },
+    ];
+    let retry = Retry {
+        initial: setup.policy.backoff,
+        max: setup.policy.backoff_max,
+    };
+    let queue: Queue<String> = Queue::new(&lanes, retry, setup.queue_metrics.clone());
+    let memories = Arc::new(Memories::default());
+    let reconciler = Arc::new(Reconciler {
+        effects: Effects {
+            helm: setup.helm.clone(),
+            spec: spec.clone(),
+            store: StateStore::new(db.clone(), term.guard.clone(), view.clone(), spec),
+            metrics: setup.metrics.clone(),
+            hard_stop: hard_stop.clone(),
+        },
+        view: view.clone(),
+        policy: setup.policy,
+        stop_new: stop_new.clone(),
+        queue: queue.clone(),
+        concurrency: setup.concurrency,
+    });
+    let (mut entries, mut states) =
+        match (db.watch("/deploy/", 0, None), db.watch("/deploy/", 1, None)) {
+            (Ok(e), Ok(s)) => (e, s),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot watch /deploy/");
+                return;
+            }
+        };
+    let mut resync_task = Some(spawn_resync(setup, hard_stop.clone()));
+    let mut next_resync = Instant::now();
+    let (mut entries_listed, mut states_listed, mut resynced_once) = (false, false, false);
+    let mut workers: JoinSet<()> = JoinSet::new();
+    let mut lost = false;
+    loop {
+        let started = entries_listed && states_listed && resynced_once;
+        if started && workers.is_empty() {
+            for lane in [PREPARE, HELM] {
+                workers.spawn(work(
+                    queue.clone(),
+                    lane,
+                    reconciler.clone(),
+                    memories.clone(),
+                ));
+            }
+            setup.set_role(Role::Leading);
+        }
+        tokio::select! {
+            biased;
+            () = term.lost.cancelled() => {
+                tracing::warn!("leadership lost: starting no more helm calls");
+                lost = true;
+                break;
+            }
+            () = shutdown.cancelled() => break,
+            ev = entries.next() => {
+                let Some(ev) = ev else { break };
+                entries_listed |= matches!(ev, WatchEvent::Listed { .. });
+                let (dirty, count) = {
+                    let mut v = view.lock().unwrap_or_else(PoisonError::into_inner);
+                    (v.apply_entries(ev), v.entry_count())
+                };
+                setup.metrics.entries.set(i64::try_from(count).unwrap_or(i64::MAX));
+                queue.add_all(dirty);
+            }
+            ev = states.next() => {
+                let Some(ev) = ev else { break };
+                states_listed |= matches!(ev, WatchEvent::Listed { .. });
+                let dirty = view.lock().unwrap_or_else(PoisonError::into_inner).apply_states(ev);
+                queue.add_all(dirty);
+            }
+            joined = join(&mut resync_task), if resync_task.is_some() => {
+                resync_task = None;
+                resynced_once = true;
+                next_resync = match joined {
+                    Ok((started_at, Ok(list))) => {
+                        count_resync(setup, "ok");
+                        let to_look_at = {
+                            let v = view.lock().unwrap_or_else(PoisonError::into_inner);
+                            resync::apply(list, started_at, &v, &memories)
+                        };
+                        if !to_look_at.is_empty() {
+                            tracing::info!(releases = to_look_at.len(), "resync: releases to look at");
+                        }
+                        queue.add_all(to_look_at);
+                        Instant::now() + setup.resync
+                    }
+                    Ok((_, Err(e))) => {
+                        if !e.is_cancelled() {
+                            tracing::warn!(error = %e, "resync: cannot list the releases; trying again soon");
+                        }
+                        count_resync(setup, "error");
+                        Instant::now() + RESYNC_RETRY.min(setup.resync)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "resync task failed");
+                        Instant::now() + RESYNC_RETRY.min(setup.resync)
+                    }
+                };
+            }
+            () = tokio::time::sleep_until(next_resync.into()), if resync_task.is_none() && started => {
+                resync_task = Some(spawn_resync(setup, hard_stop.clone()));
+            }
+        }
+    }
+    setup.set_role(Role::Standby);
+    stop_new.cancel();
+    queue.close();
+    if let Some(task) = resync_task {
+        task.abort();
+    }
+    if lost {
+        // The workers finish what runs (each helm call within its timeout) on their own.
+        workers.detach_all();
+        return;
+    }
+    let drain = async { while workers.join_next().await.is_some() {} };
+    if tokio::time::timeout(setup.shutdown_grace, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over: stopping the helm calls still running");
+    }
+    hard_stop.cancel();
+    while workers.join_next().await.is_some() {}
+}
+
+/// The task's result; never resolves without a task.
+async fn join<T>(task: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn count_resync(setup: &Setup, result: &str) {
+    setup
+        .metrics
+        .resyncs
+        .get_or_create(&OpLabels {
+            kind: "resync".into(),
+            result: result.into(),
+        })
+        .inc();
+}
+
+/// Reconcile the releases of `lane`, each with its memory, until the queue closes.
+async fn work(
+    queue: Queue<String>,
+    lane: Lane,
+    reconciler: Arc<Reconciler>,
+    memories: Arc<Memories>,
+) {
+    queue
+        .work(lane, move |release: String| {
+            let reconciler = reconciler.clone();
+            let memories = memories.clone();
+            let span = tracing::info_span!("reconcile", release = %release, lane);
+            tracing::Instrument::instrument(
+                async move {
+                    let mut memory = memories.take(&release);
+                    let next = reconciler.reconcile(&release, lane, &mut memory).await;
+                    let idle = next == Next::Done
+                        && reconciler
+                            .view
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .snapshot(&release)
+                            == Default::default();
+                    memories.put(&release, memory, idle);
+                    next
+                },
+                span,
+            )
+        })
+        .await;
+}
+
+/// List the owned releases (refreshing the helm repositories first).
+fn spawn_resync(
+    setup: &Setup,
+    stop: CancellationToken,
+) -> JoinHandle<(Instant, Result<Vec<ReleaseInfo>, HelmError>)> {
+    let helm = setup.helm.clone();
+    let ns = setup.spec.namespace.clone();
+    let repos = setup.repos.clone();
+    let metrics = setup.metrics.clone();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        if !repos.is_empty() {
+            let t = Instant::now();
+            let r = helm.refresh_repos(&repos, &stop).await;
+            metrics.operation("repo", if r.is_ok() { "ok" } else { "error" }, t.elapsed());
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "cannot refresh the helm repositories");
+            }
+        }
+        let t = Instant::now();
+        let result = helm
+            .list(
+                &ns,
+                ListQuery {
+                    name: None,
+                    owned_only: true,
+                },
+                &stop,
+            )
+            .await;
+        metrics.operation(
+            "list",
+            if result.is_ok() { "ok" } else { "error" },
+            t.elapsed(),
+        );
+        (started, result)
+    })
+}
