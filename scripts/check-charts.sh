@@ -44,6 +44,13 @@ render() {
     helm template "$@" >"$tmp/out.yaml" && [ -s "$tmp/out.yaml" ] && validate - <"$tmp/out.yaml"
 }
 
+# Structural checks (scripts/check_manifests.py) need PyYAML: run them with the Python of
+# kubernetes-validate's virtual environment (scripts/setup.sh creates it), found through
+# kubernetes-validate on PATH like the tool itself.
+PY="$(sed -n '1s/^#!//p' "$(command -v kubernetes-validate 2>/dev/null || echo /dev/null)")"
+[ -x "${PY%% *}" ] || PY=python3
+structure() { $PY "$ROOT/scripts/check_manifests.py" "$@"; }
+
 # has <line>…: every line occurs, exactly, in the last rendering.
 has() {
     local line
@@ -116,11 +123,126 @@ check "dask: jupyter.enabled=true renders and validates" render d charts/dask --
 
 check "sdp-processing-control: helm lint --strict" helm lint --strict charts/sdp-processing-control
 check "sdp-processing-control: defaults render and validate" render sdp charts/sdp-processing-control
-check "sdp-processing-control: persistence, render target, 2 replicas render and validate" \
-    render sdp charts/sdp-processing-control -n ska --set etcd.persistence.enabled=true \
+check "sdp-processing-control: render target, 2 replicas render and validate" \
+    render sdp charts/sdp-processing-control -n ska \
     --set deployer.helm.target=render,controller.replicas=2,deployer.replicas=2
 check "sdp-processing-control: files/workflows.json equals workflows/workflows.json" \
     cmp workflows/workflows.json charts/sdp-processing-control/files/workflows.json
+
+# Every option of the system chart at once. Secrets are named, never given in values.
+cat >"$tmp/all-options.yaml" <<'YAML'
+etcd:
+  replicas: 3
+  persistence: {size: 2Gi, storageClass: fast}
+  auth: {enabled: true, existingSecret: sdp-etcd-auth}
+  tls: {enabled: true, existingSecret: sdp-etcd-tls}
+controller: {replicas: 2, workflowConfigHost: "etcd.example:2379"}
+deployer:
+  replicas: 2
+  helm: {target: render}
+  rbac:
+    extraRules:
+      - {apiGroups: [networking.k8s.io], resources: [ingresses], verbs: [get, list, create, delete]}
+workflows: {registry: registry.example/sdp, configSecret: sdp-etcd-client}
+networkPolicy: {enabled: true}
+serviceMonitor: {enabled: true, labels: {release: prometheus}}
+imagePullSecrets: [{name: regcred}]
+YAML
+spc() { helm template sdp charts/sdp-processing-control -n ska "$@"; }
+
+# kubernetes-validate has no schema for the ServiceMonitor custom resource (it would only
+# warn, which validate() counts as failure): it is taken out here and checked on its own
+# by "ServiceMonitor selects …" below (apiVersion, selector, port, path).
+spc_all_options() {
+    spc -f "$tmp/all-options.yaml" >"$tmp/all.yaml" &&
+        structure without-kind "$tmp/all.yaml" ServiceMonitor "$tmp/all-but-crd.yaml" &&
+        validate "$tmp/all-but-crd.yaml"
+}
+spc_rbac() {
+    spc >"$tmp/spc.yaml" && structure rbac-no-wildcard "$tmp/spc.yaml" &&
+        spc -f "$tmp/all-options.yaml" >"$tmp/all.yaml" && structure rbac-no-wildcard "$tmp/all.yaml"
+}
+spc_rbac_refuses_wildcards() {
+    ! spc --set 'deployer.rbac.extraRules[0].apiGroups[0]=*' --set 'deployer.rbac.extraRules[0].resources[0]=pods' \
+        --set 'deployer.rbac.extraRules[0].verbs[0]=get' >/dev/null 2>"$tmp/err" && grep -q 'wildcard' "$tmp/err"
+}
+spc_role_covers_bundled_charts() {
+    spc >"$tmp/spc.yaml" && {
+        helm template wf charts/workflow --set wf_image=i,pb_id=p --set config_secret=s
+        echo ---
+        helm template d charts/dask --set jupyter.enabled=true
+    } >"$tmp/bundled.yaml" && structure role-covers "$tmp/spc.yaml" "$tmp/bundled.yaml"
+}
+hardened_everywhere() {
+    spc >"$tmp/spc.yaml" && structure hardened "$tmp/spc.yaml" &&
+        spc -f "$tmp/all-options.yaml" >"$tmp/all.yaml" && structure hardened "$tmp/all.yaml" &&
+        helm template wf charts/workflow --set wf_image=i,pb_id=p >"$tmp/wf.yaml" &&
+        structure hardened "$tmp/wf.yaml" &&
+        helm template wf charts/workflow --set wf_image=i,pb_id=p,config_secret=s >"$tmp/wf.yaml" &&
+        structure hardened "$tmp/wf.yaml" &&
+        helm template d charts/dask --set jupyter.enabled=true >"$tmp/dask.yaml" &&
+        structure hardened "$tmp/dask.yaml"
+}
+etcd_persistent_by_default() {
+    spc >"$tmp/spc.yaml" && structure etcd-persistent "$tmp/spc.yaml" &&
+        # and the check sees the difference: explicitly disabled, it is an emptyDir
+        spc --set etcd.persistence.enabled=false >"$tmp/spc.yaml" &&
+        ! structure etcd-persistent "$tmp/spc.yaml" >/dev/null && validate "$tmp/spc.yaml"
+}
+namespace_kept() { spc >"$tmp/spc.yaml" && structure namespace-kept "$tmp/spc.yaml"; }
+etcd_three_members() {
+    spc --set etcd.replicas=3 >"$tmp/spc.yaml" && validate "$tmp/spc.yaml" &&
+        structure etcd-cluster "$tmp/spc.yaml" 3 ska &&
+        spc -f "$tmp/all-options.yaml" --set etcd.replicas=5 >"$tmp/all.yaml" &&
+        structure etcd-cluster "$tmp/all.yaml" 5 ska https &&
+        spc >"$tmp/spc.yaml" && structure etcd-cluster "$tmp/spc.yaml" 1 ska
+}
+etcd_refuses_bad_clusters() {
+    ! spc --set etcd.replicas=2 >/dev/null 2>"$tmp/err" && grep -q 'etcd.replicas' "$tmp/err" &&
+        ! spc --set etcd.replicas=3,etcd.persistence.enabled=false >/dev/null 2>"$tmp/err" &&
+        grep -q 'persistence' "$tmp/err" &&
+        ! spc --set etcd.auth.enabled=true >/dev/null 2>"$tmp/err" && grep -q 'existingSecret' "$tmp/err"
+}
+registry_value() {
+    spc >"$tmp/spc.yaml" &&
+        structure registry "$tmp/spc.yaml" charts/sdp-processing-control/files/workflows.json &&
+        spc --set workflows.registry=registry.example/sdp >"$tmp/spc.yaml" &&
+        structure registry "$tmp/spc.yaml" charts/sdp-processing-control/files/workflows.json registry.example/sdp
+}
+network_policy() {
+    spc -f "$tmp/all-options.yaml" >"$tmp/all.yaml" &&
+        helm template wf charts/workflow --set wf_image=i,pb_id=p >"$tmp/wf.yaml" &&
+        structure network-policy "$tmp/all.yaml" "$tmp/wf.yaml" ska-sdp
+}
+service_monitor() { spc -f "$tmp/all-options.yaml" >"$tmp/all.yaml" && structure service-monitor "$tmp/all.yaml"; }
+workflow_config_secret() {
+    local values=wf_image=sdp/workflow-testdask:0.1.0,pb_id=realtime-20191121-0000,env.SDP_CONFIG_HOST=a
+    helm template wf charts/workflow --set "$values" >"$tmp/plain.yaml" &&
+        helm template wf charts/workflow --set "$values" --set config_secret=sdp-etcd-client \
+            >"$tmp/secret.yaml" && validate "$tmp/secret.yaml" &&
+        structure config-secret "$tmp/plain.yaml" "$tmp/secret.yaml" sdp-etcd-client
+}
+
+check "sdp-processing-control: every option on renders and validates (ServiceMonitor apart)" spc_all_options
+check "sdp-processing-control: no wildcard in any Role/ClusterRole rule (defaults, every option)" spc_rbac
+check "sdp-processing-control: a wildcard in deployer.rbac.extraRules is refused" spc_rbac_refuses_wildcards
+check "sdp-processing-control: the deployer's Role covers every kind of the bundled charts" \
+    spc_role_covers_bundled_charts
+check "all three charts: every container non-root, no escalation, no capabilities, seccomp, requests, memory limit" \
+    hardened_everywhere
+check "sdp-processing-control: etcd persistent by default (volumeClaimTemplate; emptyDir only if disabled)" \
+    etcd_persistent_by_default
+check "sdp-processing-control: the target namespace is kept on helm uninstall" namespace_kept
+check "sdp-processing-control: etcd.replicas=3/5 render that many members, --initial-cluster, daemons get all" \
+    etcd_three_members
+check "sdp-processing-control: even member counts, clusters without persistence, auth without Secret refused" \
+    etcd_refuses_bad_clusters
+check "sdp-processing-control: workflows.registry replaces every repository path (unset: the file as is)" \
+    registry_value
+check "sdp-processing-control: NetworkPolicy lets only SDP pods reach etcd" network_policy
+check "sdp-processing-control: ServiceMonitor selects both daemons' /metrics" service_monitor
+check "workflow: config_secret adds only the secret-backed env, the CA mount and SDP_CONFIG_CERT" \
+    workflow_config_secret
 
 check "docker-compose.yml: docker-compose config -q" docker-compose -f docker-compose.yml config -q
 
