@@ -223,6 +223,49 @@ workflow_config_secret() {
         structure config-secret "$tmp/plain.yaml" "$tmp/secret.yaml" sdp-etcd-client
 }
 
+# free_port: a TCP port nobody listens on now, on loopback.
+free_port() {
+    $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The chart's etcd auth bootstrap (files/etcd-auth.sh, run by its hook Job), against a real
+# etcd: it enables auth, runs again harmlessly, applies a changed client password, refuses
+# a password etcdctl would cut short.
+etcd_auth_script() {
+    local script=charts/sdp-processing-control/files/etcd-auth.sh client peer pid rc
+    client="$(free_port)" && peer="$(free_port)" || return 1
+    etcd --name auth-check --data-dir "$tmp/etcd-auth" \
+        --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+        --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+        --initial-cluster "auth-check=http://127.0.0.1:$peer" >"$tmp/etcd-auth.log" 2>&1 &
+    pid=$!
+    (
+        export ETCDCTL_API=3 ETCDCTL_ENDPOINTS="127.0.0.1:$client" SDP_ETCD_WAIT=30 \
+            SDP_ETCD_ROOT_PASSWORD=r00t-pw SDP_ETCD_USERNAME=sdp SDP_ETCD_PASSWORD=first
+        refuses_spaces() {
+            local out
+            out="$(SDP_ETCD_PASSWORD='two words' sh "$script" 2>&1)" && return 1
+            grep -q 'white space' <<<"$out"
+        }
+        for _ in $(seq 50); do etcdctl endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
+        etcdctl put 2/pb/x '{}' >/dev/null && # anonymous while auth is off
+            sh "$script" | grep -q 'authentication enabled' &&
+            sh "$script" | grep -q 'already on' &&
+            ! etcdctl get 2/pb/x >/dev/null 2>&1 &&
+            ETCDCTL_USER=sdp:first etcdctl put 2/pb/x '{}' >/dev/null &&
+            SDP_ETCD_PASSWORD=second sh "$script" >/dev/null &&
+            ! ETCDCTL_USER=sdp:first etcdctl get 2/pb/x >/dev/null 2>&1 &&
+            [ "$(ETCDCTL_USER=sdp:second etcdctl get 2/pb/x --print-value-only)" = '{}' ] &&
+            ! ETCDCTL_USER=sdp:second etcdctl user list >/dev/null 2>&1 &&
+            refuses_spaces ||
+            { echo "the auth script behaved otherwise; etcd's log:"; tail -n 5 "$tmp/etcd-auth.log"; exit 1; }
+    ) 2>&1 | grep -v '"level":"warn"'
+    rc=${PIPESTATUS[0]}
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return "$rc"
+}
+
 check "sdp-processing-control: every option on renders and validates (ServiceMonitor apart)" spc_all_options
 check "sdp-processing-control: no wildcard in any Role/ClusterRole rule (defaults, every option)" spc_rbac
 check "sdp-processing-control: a wildcard in deployer.rbac.extraRules is refused" spc_rbac_refuses_wildcards
@@ -241,6 +284,7 @@ check "sdp-processing-control: workflows.registry replaces every repository path
     registry_value
 check "sdp-processing-control: NetworkPolicy lets only SDP pods reach etcd" network_policy
 check "sdp-processing-control: ServiceMonitor selects both daemons' /metrics" service_monitor
+check "sdp-processing-control: files/etcd-auth.sh turns auth on in a real etcd, idempotently" etcd_auth_script
 check "workflow: config_secret adds only the secret-backed env, the CA mount and SDP_CONFIG_CERT" \
     workflow_config_secret
 
