@@ -259,7 +259,7 @@ etcd_auth_script() {
             ! ETCDCTL_USER=sdp:second etcdctl user list >/dev/null 2>&1 &&
             refuses_spaces ||
             { echo "the auth script behaved otherwise; etcd's log:"; tail -n 5 "$tmp/etcd-auth.log"; exit 1; }
-    ) 2>&1 | grep -v '"level":"warn"'
+    ) 2>&1 | grep -av '"level":"warn"'
     rc=${PIPESTATUS[0]}
     kill "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
