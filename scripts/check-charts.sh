@@ -266,6 +266,13 @@ etcd_auth_script() {
     return "$rc"
 }
 
+# The backup CronJob example of the chart's README, as a user would copy it.
+readme_backup_example() {
+    sed -n '/^<!-- check-charts: backup example -->$/,/^```$/p' charts/sdp-processing-control/README.md |
+        sed '1,2d;$d' >"$tmp/backup.yaml" && grep -q 'kind: CronJob' "$tmp/backup.yaml" &&
+        validate "$tmp/backup.yaml" && structure hardened "$tmp/backup.yaml"
+}
+
 check "sdp-processing-control: every option on renders and validates (ServiceMonitor apart)" spc_all_options
 check "sdp-processing-control: no wildcard in any Role/ClusterRole rule (defaults, every option)" spc_rbac
 check "sdp-processing-control: a wildcard in deployer.rbac.extraRules is refused" spc_rbac_refuses_wildcards
@@ -285,6 +292,7 @@ check "sdp-processing-control: workflows.registry replaces every repository path
 check "sdp-processing-control: NetworkPolicy lets only SDP pods reach etcd" network_policy
 check "sdp-processing-control: ServiceMonitor selects both daemons' /metrics" service_monitor
 check "sdp-processing-control: files/etcd-auth.sh turns auth on in a real etcd, idempotently" etcd_auth_script
+check "sdp-processing-control: README's backup CronJob example validates and is hardened" readme_backup_example
 check "workflow: config_secret adds only the secret-backed env, the CA mount and SDP_CONFIG_CERT" \
     workflow_config_secret
 
