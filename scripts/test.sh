@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: set up (idempotently, same as a new user), check the charts and the
-# compose file, then run every test of the workspace (release profile: the build the
+# The whole test suite: set up (idempotently, same as a new user), check the charts, the
+# compose file and scripts/run.sh, then run every test of the workspace (release profile: the build the
 # set-up made is reused).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,4 +8,5 @@ cd "$ROOT"
 "$ROOT/scripts/setup.sh"
 export PATH="$ROOT/.tools/bin:$PATH"
 bash "$ROOT/scripts/check-charts.sh"
+bash "$ROOT/scripts/check-run.sh"
 cargo test --release --workspace --locked "$@"
