@@ -223,9 +223,25 @@ workflow_config_secret() {
         structure config-secret "$tmp/plain.yaml" "$tmp/secret.yaml" sdp-etcd-client
 }
 
-# free_port: a TCP port nobody listens on now, on loopback.
-free_port() {
-    $PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# free_ports <n>: n distinct free loopback ports, below Linux's ephemeral range so that no
+# outgoing connection takes one before it is used.
+free_ports() {
+    $PY - "$1" <<'PY'
+import random, socket, sys
+chosen = []
+while len(chosen) < int(sys.argv[1]):
+    p = random.randrange(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        if p not in chosen:
+            chosen.append(p)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(" ".join(map(str, chosen)))
+PY
 }
 
 # The chart's etcd auth bootstrap (files/etcd-auth.sh, run by its hook Job), against a real
@@ -233,7 +249,7 @@ free_port() {
 # a password etcdctl would cut short.
 etcd_auth_script() {
     local script=charts/sdp-processing-control/files/etcd-auth.sh client peer pid rc
-    client="$(free_port)" && peer="$(free_port)" || return 1
+    read -r client peer <<<"$(free_ports 2)"
     etcd --name auth-check --data-dir "$tmp/etcd-auth" \
         --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
         --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \

@@ -41,25 +41,28 @@ check() {
     fi
 }
 
-# free_port [pair]: a free loopback port (with "pair", the next one is free too: etcd's peer).
-free_port() {
-    python3 - "${1:-}" <<'PY'
-import socket, sys
-while True:
+# ports <n>: n distinct free loopback ports, each with the next one free and unused too (an
+# etcd port's peer port), below Linux's ephemeral range so that no outgoing connection takes
+# one between now and its use.
+ports() {
+    python3 - "$1" <<'PY'
+import random, socket, sys
+def free(port):
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    if sys.argv[1] != "pair":
-        break
-    t = socket.socket()
     try:
-        t.bind(("127.0.0.1", port + 1))
-        break
+        s.bind(("127.0.0.1", port))
+        return True
     except OSError:
-        pass
+        return False
     finally:
-        t.close()
-print(port)
+        s.close()
+chosen = []
+while len(chosen) < int(sys.argv[1]):
+    p = random.randrange(20000, 32000)
+    taken = {q + d for q in chosen for d in (-1, 0, 1)}
+    if p not in taken and p + 1 not in taken and free(p) and free(p + 1):
+        chosen.append(p)
+print(" ".join(map(str, chosen)))
 PY
 }
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -126,9 +129,7 @@ says() {
     grep -qF -- "$2" "$tmp/$1.log" || { echo "'$1' does not say '$2':"; cat "$tmp/$1.log"; return 1; }
 }
 
-e1="$(free_port pair)" c1="$(free_port)" d1="$(free_port)"
-e2="$(free_port pair)" c2="$(free_port)" d2="$(free_port)"
-e3="$(free_port pair)" c3="$(free_port)" d3="$(free_port)"
+read -r e1 c1 d1 e2 c2 d2 e3 c3 d3 <<<"$(ports 9)"
 
 first_runs() {
     start first "$e1" "$c1" "$d1" && running first &&
@@ -162,6 +163,17 @@ clean_stop() {
             ! answers "$p" || { echo "port $p still answers"; return 1; }
         done
 }
+# In cluster mode (no cluster needed to start), workflows must not be given loopback.
+cluster_mode_warns() {
+    start loopback "$e1" "$c1" "$d1" SDP_HELM_TARGET=cluster SDP_HELM_CREATE_NAMESPACE=false &&
+        running loopback &&
+        says loopback "run: WARNING: SDP_WORKFLOW_CONFIG_HOST is unset, so workflows get SDP_CONFIG_HOST=127.0.0.1: 127.0.0.1 is a loopback address" &&
+        kill -TERM "${pids[loopback]}" && ends loopback && exits_with loopback 0 &&
+        start routable "$e1" "$c1" "$d1" SDP_HELM_TARGET=cluster SDP_HELM_CREATE_NAMESPACE=false \
+            SDP_WORKFLOW_CONFIG_HOST=10.1.2.3:2379 && running routable &&
+        kill -TERM "${pids[routable]}" && ends routable && exits_with routable 0 &&
+        ! grep -q WARNING "$tmp/routable.log" || { echo "a warning for 10.1.2.3:2379:"; cat "$tmp/routable.log"; return 1; }
+}
 # Before each port had its own directory every etcd used .run/etcd; for the default port
 # (2379) it is moved, data and all. Needs 2379 and 2380 free on this machine.
 legacy_data_dir_moved() {
@@ -187,6 +199,8 @@ check "run.sh: another start on other ports runs beside the first, each etcd wit
     other_ports_beside
 check "run.sh: a daemon that dies at start makes run.sh exit 1, no banner, etcd stopped" dying_daemon
 check "run.sh: SIGTERM stops everything, exit 0, every port free again" clean_stop
+check "run.sh: cluster mode warns when workflows would get a loopback etcd address, only then" \
+    cluster_mode_warns
 if answers 2379 || answers 2380; then
     echo "skip run.sh: a legacy .run/etcd moves to .run/etcd-2379 (ports 2379/2380 are in use here)"
 else

@@ -118,7 +118,7 @@ if [ "$SDP_HELM_TARGET" = cluster ]; then
     IFS=, read -r -a wf_hosts <<<"$wf_host"
     for h in "${wf_hosts[@]}"; do
         if is_loopback "$h"; then
-            loopback_warning="$why, a loopback address: in the cluster, that is the workflow's own pod.
+            loopback_warning="$why: $h is a loopback address; in the cluster, that is the workflow's own pod.
     Set SDP_WORKFLOW_CONFIG_HOST to this machine's address as the cluster's pods see it, and
     SDP_ETCD_LISTEN=0.0.0.0 (or that address) so that etcd listens there (without
     authentication: mind your network)."
