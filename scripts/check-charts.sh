@@ -312,6 +312,80 @@ check "sdp-processing-control: README's backup CronJob example validates and is 
 check "workflow: config_secret adds only the secret-backed env, the CA mount and SDP_CONFIG_CERT" \
     workflow_config_secret
 
+# compose_yaml <files…>: `docker-compose config` of these files, for Python to read.
+compose_config() {
+    local args=() f
+    for f in "$@"; do args+=(-f "$f"); done
+    docker-compose "${args[@]}" config >"$tmp/compose.yaml" 2>"$tmp/compose.err"
+}
+# compose_py <python>: runs the code with c = that configuration (a dict).
+compose_py() {
+    $PY -c 'import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); exec(sys.argv[2])' "$tmp/compose.yaml" "$1"
+}
+compose_ports_no_kubeconfig() {
+    compose_config docker-compose.yml && compose_py '
+ports = {n: [str(p) for p in s.get("ports", [])] for n, s in c["services"].items()}
+assert ports["controller"] == ["127.0.0.1:8080:8080/tcp"], ports["controller"]
+assert ports["deployer"] == ["127.0.0.1:8081:8080/tcp"], ports["deployer"]
+d = c["services"]["deployer"]
+assert not any("kube" in v for v in d.get("volumes", [])), d.get("volumes")
+assert "KUBECONFIG" not in d["environment"] and d["environment"]["SDP_HELM_TARGET"] == "render"
+assert d["user"] == "0:0" and "setpriv" in d["entrypoint"][2]
+'
+}
+compose_cluster_mode() {
+    env -u SDP_WORKFLOW_CONFIG_HOST docker-compose -f docker-compose.yml -f docker-compose.cluster.yml \
+        config -q 2>"$tmp/compose.err" &&
+        grep -q 'SDP_WORKFLOW_CONFIG_HOST variable is not set' "$tmp/compose.err" &&
+        SDP_WORKFLOW_CONFIG_HOST=192.0.2.10 compose_config docker-compose.yml docker-compose.cluster.yml &&
+        [ ! -s "$tmp/compose.err" ] && compose_py '
+d = c["services"]["deployer"]
+assert d["environment"]["SDP_HELM_TARGET"] == "cluster" and d["environment"]["KUBECONFIG"] == "/etc/sdp/kube/config"
+assert [v.split(":")[1:] for v in d["volumes"] if "kube" in v] == [["/etc/sdp/kube", "ro"]], d["volumes"]
+assert d["depends_on"]["cluster-check"]["condition"] == "service_completed_successfully"
+assert c["services"]["controller"]["environment"]["SDP_WORKFLOW_CONFIG_HOST"] == "192.0.2.10"
+'
+}
+# The cluster-check service's script, run by sh here as in its container.
+compose_cluster_check_warns() {
+    $PY -c 'import sys, yaml
+c = yaml.safe_load(open("docker-compose.cluster.yml"))
+print(c["services"]["cluster-check"]["entrypoint"][2].replace("$$", "$"))' >"$tmp/cluster-check.sh" || return 1
+    local host out
+    for host in "" 127.0.0.1 localhost:2379 "[::1]:2379" etcd "192.0.2.10,127.0.0.1:2379"; do
+        out="$(SDP_WORKFLOW_CONFIG_HOST="$host" sh "$tmp/cluster-check.sh")" || return 1
+        grep -q WARNING <<<"$out" || { echo "no warning for '$host': $out"; return 1; }
+    done
+    for host in 192.0.2.10 "192.0.2.10:2379,192.0.2.11" sdp-etcd.example.org; do
+        out="$(SDP_WORKFLOW_CONFIG_HOST="$host" sh "$tmp/cluster-check.sh")" || return 1
+        ! grep -q WARNING <<<"$out" || { echo "a warning for '$host': $out"; return 1; }
+    done
+}
+# The deployer's entrypoint, run here with /out replaced by a directory of a given owner and
+# a stand-in sdp-deployer that reports who it runs as. Needs root (setpriv), like the container.
+compose_deployer_runs_as_out_owner() {
+    [ "$(id -u)" = 0 ] || { echo "skipped: needs root"; return 0; }
+    local entry owner
+    entry="$($PY -c 'import sys, yaml
+c = yaml.safe_load(open("docker-compose.yml"))
+print(c["services"]["deployer"]["entrypoint"][2].replace("$$", "$"))')" || return 1
+    chmod 711 "$tmp" && mkdir -p "$tmp/bin" && printf '#!/bin/sh\necho "$(id -u):$(id -g) $*"\n' >"$tmp/bin/sdp-deployer" &&
+        chmod 755 "$tmp/bin/sdp-deployer" || return 1
+    for owner in 0:0 12345:23456; do
+        mkdir -p "$tmp/out-$owner" && chown "$owner" "$tmp/out-$owner" &&
+            [ "$(PATH="$tmp/bin:$PATH" sh -c "${entry//\/out/$tmp/out-$owner}" sdp-deployer --x)" = "$owner --x" ] ||
+            { echo "not run as $owner"; return 1; }
+    done
+}
+
 check "docker-compose.yml: docker-compose config -q" docker-compose -f docker-compose.yml config -q
+check "docker-compose.yml: controller on 127.0.0.1:8080, deployer on 127.0.0.1:8081, no kubeconfig mount" \
+    compose_ports_no_kubeconfig
+check "docker-compose.yml + docker-compose.cluster.yml: kubeconfig directory, warns without SDP_WORKFLOW_CONFIG_HOST" \
+    compose_cluster_mode
+check "docker-compose.cluster.yml: cluster-check warns for loopback or 'etcd' addresses, only for them" \
+    compose_cluster_check_warns
+check "docker-compose.yml: the deployer runs as the owner of ./out (root-owned and uid 12345 tried)" \
+    compose_deployer_runs_as_out_owner
 
 exit "$failed"
