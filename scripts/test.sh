@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: set up (idempotently, same as a new user), check the charts, the
-# compose file and scripts/run.sh, then run every test of the workspace (release profile: the build the
-# set-up made is reused).
+# compose files and scripts/run.sh, then run every test of the workspace (release profile:
+# the build the set-up made is reused).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
