@@ -144,6 +144,7 @@ deployer:
     extraRules:
       - {apiGroups: [networking.k8s.io], resources: [ingresses], verbs: [get, list, create, delete]}
 workflows: {registry: registry.example/sdp, configSecret: sdp-etcd-client}
+configPrefix: /tenant1
 networkPolicy: {enabled: true}
 serviceMonitor: {enabled: true, labels: {release: prometheus}}
 imagePullSecrets: [{name: regcred}]

@@ -121,6 +121,10 @@ etcd.tls / etcd.auth the protocol, CA and credentials (from the Secrets, never i
   value: {{ include "sdp.configHost" . | quote }}
 - name: SDP_CONFIG_PORT
   value: "2379"
+{{- with .Values.configPrefix }}
+- name: SDP_CONFIG_PREFIX
+  value: {{ . | quote }}
+{{- end }}
 {{- if .Values.etcd.tls.enabled }}
 - name: SDP_CONFIG_PROTOCOL
   value: https
