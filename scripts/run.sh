@@ -83,8 +83,6 @@ if ! flock -n "$lock_fd"; then
   Stop it first (Ctrl-C in its terminal), or run this one on other ports:
   SDP_CONFIG_PORT=<port> SDP_CONTROLLER_ADDR=127.0.0.1:<port> SDP_DEPLOYER_ADDR=127.0.0.1:<port> $0"
 fi
-echo "$$" >"$RUN/run-$SDP_CONFIG_PORT.pid"
-
 for pair in "controller:SDP_CONTROLLER_ADDR:$CONTROLLER_ADDR" "deployer:SDP_DEPLOYER_ADDR:$DEPLOYER_ADDR"; do
     IFS=: read -r who var addr <<<"$pair"
     if answers "$(host_of "$addr")" "$(port_of "$addr")"; then
@@ -92,6 +90,7 @@ for pair in "controller:SDP_CONTROLLER_ADDR:$CONTROLLER_ADDR" "deployer:SDP_DEPL
   listens there): stop that, or set $var to a free host:port"
     fi
 done
+echo "$$" >"$RUN/run-$SDP_CONFIG_PORT.pid"
 
 "$ROOT/scripts/setup.sh"
 export PATH="$ROOT/target/release:$ROOT/.tools/bin:$PATH"
