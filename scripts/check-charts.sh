@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Lints and renders every chart, validates the rendered manifests against the Kubernetes
-# schemas (offline, kubernetes-validate --strict), and checks docker-compose.yml.
+# schemas (offline, kubernetes-validate --strict), checks their structure (least-privilege
+# RBAC, hardened containers, persistent and clustered etcd, NetworkPolicy, ServiceMonitor…:
+# scripts/check_manifests.py), runs the system chart's etcd auth script against a real etcd,
+# and checks docker-compose.yml and docker-compose.cluster.yml.
 # Prints one line per check and exits 1 if any failed. Tools come from .tools/bin
 # (scripts/setup.sh installs them).
 set -uo pipefail
