@@ -66,9 +66,14 @@ ENV SDP_HELM=helm SDP_CHARTS_DIR=/charts
 EXPOSE 8080
 ENTRYPOINT ["sdp-deployer"]
 
-# sdpcfg, with no entrypoint: `docker run --rm sdp/tools:0.1.0 sdpcfg ls /pb/`.
+# etcdctl of the etcd the charts and docker-compose.yml run.
+FROM quay.io/coreos/etcd:v3.4.27 AS etcd
+
+# sdpcfg, with no entrypoint: `docker run --rm sdp/tools:0.1.0 sdpcfg ls /pb/`. Also etcdctl,
+# for the system chart's etcd-auth hook Job and for backups (etcdctl snapshot save).
 FROM runtime AS tools
 COPY --from=builder /out/sdpcfg /usr/local/bin/
+COPY --from=etcd /usr/local/bin/etcdctl /usr/local/bin/
 CMD ["sdpcfg", "--help"]
 
 # Example workflows: the entrypoint is the workflow, its only argument the pb_id.
