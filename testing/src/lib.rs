@@ -16,6 +16,7 @@
 //! This crate must not depend on `sdp-config`: that crate uses this one in its tests.
 
 mod http;
+pub mod kube;
 mod tls;
 
 use std::ffi::OsStr;
