@@ -589,10 +589,23 @@ async fn lists_page_and_select_across_namespaces() -> Result {
         .list(&ListParams::default().fields("metadata.name=c"))
         .await?;
     assert_eq!(names(&by_name.items), ["kube-system/c"]);
-    let jobs: Api<Job> = Api::default_namespaced(client);
+    let jobs: Api<Job> = Api::default_namespaced(client.clone());
     assert!(jobs.list(&ListParams::default()).await?.items.is_empty());
     assert_eq!(api.requests("list", "Pod"), 4);
     assert_eq!(api.requests("list", "Job"), 1);
+
+    let in_default: Api<Pod> = Api::default_namespaced(client.clone());
+    let deleted = in_default
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("app=web"),
+        )
+        .await?
+        .left()
+        .ok_or("no list of deleted pods")?;
+    assert_eq!(names(&deleted.items), ["default/a", "default/d"]);
+    let left = all.list(&ListParams::default()).await?;
+    assert_eq!(names(&left.items), ["default/b", "kube-system/c"]);
     match all.list(&ListParams::default().labels("app in web")).await {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 400),
         other => return Err(format!("expected 400, got {other:?}").into()),
@@ -617,5 +630,178 @@ fn the_harness_works_without_a_runtime_and_stops_on_drop() -> Result {
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     drop(api);
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    Ok(())
+}
+
+/// The `kubectl` that `scripts/setup.sh` installs: on PATH (as `scripts/test.sh` sets it)
+/// or in the workspace's `.tools/bin`.
+fn kubectl() -> Result<std::path::PathBuf> {
+    let tools = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([tools])
+        .map(|dir| dir.join("kubectl"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| "no kubectl on PATH or in .tools/bin: run scripts/setup.sh".into())
+}
+
+#[test]
+fn kubectl_watches_applies_and_reads_errors() -> Result {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let api = KubeApi::start()?;
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = api.write_kubeconfig(dir.path())?;
+    let kubectl = kubectl()?;
+    let command = |args: &[&str]| {
+        let mut cmd = Command::new(&kubectl);
+        cmd.env("KUBECONFIG", &kubeconfig).args(args);
+        cmd
+    };
+    let web = |name: &str, app: &str| -> Result<Value> {
+        let mut pod = serde_json::to_value(pod(name, app)?)?;
+        pod["metadata"]["namespace"] = json!("default");
+        Ok(pod)
+    };
+    api.put_object(web("web-0", "web")?)?;
+
+    let mut watch = command(&[
+        "get",
+        "pods",
+        "-w",
+        "--output-watch-events",
+        "-l",
+        "app=web",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()?;
+    let stdout = watch.stdout.take().ok_or("no stdout")?;
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            // "ADDED  web-0  0s": the event and the name.
+            let words: Vec<&str> = line.split_whitespace().take(2).collect();
+            if lines.send(words.join(" ")).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || seen.recv_timeout(WAIT);
+    let outcome = (|| -> Result {
+        assert_eq!(next()?, "EVENT NAME");
+        assert_eq!(next()?, "ADDED web-0");
+        let mut running = api
+            .get_object("Pod", "default", "web-0")
+            .ok_or("no web-0")?;
+        running["status"]["phase"] = json!("Running");
+        api.put_object(running)?;
+        api.put_object(web("db-0", "db")?)?;
+        api.put_object(web("web-1", "web")?)?;
+        api.delete_object("Pod", "default", "web-0")
+            .ok_or("no web-0")?;
+        assert_eq!(next()?, "MODIFIED web-0");
+        assert_eq!(next()?, "ADDED web-1");
+        assert_eq!(next()?, "DELETED web-0");
+        Ok(())
+    })();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    outcome?;
+    assert_eq!(api.requests("watch", "Pod"), 1);
+
+    let mut apply = command(&["apply", "--server-side", "--validate=false", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let manifest = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "1"}});
+    apply
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(manifest.to_string().as_bytes())?;
+    let out = apply.wait_with_output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let map = api
+        .get_object("ConfigMap", "default", "settings")
+        .ok_or("not applied")?;
+    assert_eq!(map["data"], json!({"a": "1"}));
+    assert_eq!(map["metadata"]["managedFields"][0]["manager"], "kubectl");
+
+    let missing = command(&["get", "pod", "nothing"]).output()?;
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("pods \"nothing\" not found"), "{stderr}");
+    Ok(())
+}
+
+/// Reads from `stream` until the bytes read contain `until`, or to the end (or a reset)
+/// with `until` empty.
+fn read_until(stream: &mut std::net::TcpStream, seen: &mut Vec<u8>, until: &str) -> Result {
+    use std::io::Read;
+    let found = |seen: &[u8]| !until.is_empty() && String::from_utf8_lossy(seen).contains(until);
+    let mut buf = [0u8; 4096];
+    while !found(seen) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !until.is_empty() && !found(seen) {
+        return Err(format!("no {until:?} in {:?}", String::from_utf8_lossy(seen)).into());
+    }
+    Ok(())
+}
+
+#[test]
+fn a_timed_out_watch_ends_cleanly_and_a_dropped_one_is_cut() -> Result {
+    use std::io::Write;
+    let api = KubeApi::start()?;
+    let mut web = serde_json::to_value(pod("web-0", "web")?)?;
+    web["metadata"]["namespace"] = json!("default");
+    api.put_object(web)?;
+    let watch = |timeout: &str| -> Result<std::net::TcpStream> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", api.port()))?;
+        stream.set_read_timeout(Some(WAIT))?;
+        write!(
+            stream,
+            "GET /api/v1/namespaces/default/pods?watch=1&resourceVersion=0{timeout} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )?;
+        Ok(stream)
+    };
+
+    // From version 0 the watch starts with the existing objects.
+    let mut timed = watch("&timeoutSeconds=1")?;
+    let mut seen = Vec::new();
+    read_until(&mut timed, &mut seen, "")?;
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    assert!(text.contains(r#""type":"ADDED""#), "{text}");
+    assert!(text.contains(r#""name":"web-0""#), "{text}");
+    assert!(
+        text.ends_with("\r\n0\r\n\r\n"),
+        "a clean end has the last chunk: {text}"
+    );
+
+    let mut dropped = watch("")?;
+    let mut seen = Vec::new();
+    read_until(&mut dropped, &mut seen, "\"ADDED\"")?;
+    api.drop_watches();
+    read_until(&mut dropped, &mut seen, "")?;
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains("web-0"), "{text}");
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "a cut watch has no last chunk: {text}"
+    );
     Ok(())
 }

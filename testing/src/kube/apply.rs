@@ -290,7 +290,7 @@ fn managed_fields(
         // An entry's time changes only when its fields do, as the apiserver's does.
         let time = match previous_time(manager) {
             Some((time, before)) if before == fields => time,
-            _ => json!(super::store::now()),
+            _ => json!(super::meta::now()),
         };
         entries.push(json!({
             "manager": manager,

@@ -40,6 +40,8 @@
 //! ```
 
 mod apply;
+mod handlers;
+mod meta;
 mod resources;
 mod routes;
 mod selectors;

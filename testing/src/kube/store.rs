@@ -7,13 +7,12 @@
 //! the compacted revision, up to [`HISTORY_LIMIT`] changes (older ones are compacted
 //! away as the apiserver's watch cache forgets them).
 
-use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, VecDeque};
-use std::hash::{BuildHasher, Hasher};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use super::meta::{Uids, check_body, metadata, name_of, now, set_or_remove, without};
 use super::resources::Kind;
 use super::status::ApiError;
 
@@ -81,7 +80,7 @@ pub(crate) struct Store {
     compacted: u64,
     /// Bumped by `drop_watches`: a watch stream that started under an older number ends.
     drops: u64,
-    uids: (RandomState, u64),
+    uids: Uids,
     /// Wakes the watch streams after every write, compaction and drop.
     wake: watch::Sender<u64>,
 }
@@ -95,7 +94,7 @@ impl Store {
             history: VecDeque::new(),
             compacted: 0,
             drops: 0,
-            uids: (RandomState::new(), 0),
+            uids: Uids::default(),
             wake: watch::channel(0).0,
         };
         for name in INITIAL_NAMESPACES {
@@ -200,7 +199,7 @@ impl Store {
                     .unwrap_or("")
                     .is_empty()
             })
-            .map(|prefix| format!("{prefix}{}", self.suffix()));
+            .map(|prefix| format!("{prefix}{}", self.uids.suffix()));
         if let Some(name) = generated {
             metadata(&mut object)?.insert("name".into(), json!(name));
         }
@@ -210,7 +209,7 @@ impl Store {
         }
         object["apiVersion"] = json!(kind.api_version());
         object["kind"] = json!(kind.kind);
-        let uid = self.uid();
+        let uid = self.uids.uid();
         let meta = metadata(&mut object)?;
         if kind.namespaced {
             meta.insert("namespace".into(), json!(namespace));
@@ -350,38 +349,6 @@ impl Store {
         self.wake.send_replace(self.rv);
         object
     }
-
-    /// A version-4-shaped UUID, unique within this process.
-    fn uid(&mut self) -> String {
-        let mut half = || {
-            self.uids.1 += 1;
-            let mut h = self.uids.0.build_hasher();
-            h.write_u64(self.uids.1);
-            h.finish()
-        };
-        let (a, b) = (half(), half());
-        format!(
-            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-            a >> 32,
-            (a >> 16) & 0xffff,
-            a & 0xfff,
-            b >> 52,
-            b & 0xffff_ffff_ffff
-        )
-    }
-
-    /// Five characters for `generateName`, from the apiserver's alphabet.
-    fn suffix(&mut self) -> String {
-        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-        let mut bits = u64::from_str_radix(&self.uid()[..8], 16).unwrap_or(0);
-        (0..5)
-            .map(|_| {
-                let c = ALPHABET[(bits % ALPHABET.len() as u64) as usize] as char;
-                bits /= ALPHABET.len() as u64;
-                c
-            })
-            .collect()
-    }
 }
 
 fn key(kind: &Kind, namespace: &str, name: &str) -> Key {
@@ -392,98 +359,6 @@ fn key(kind: &Kind, namespace: &str, name: &str) -> Key {
         namespace.to_owned(),
         name.to_owned(),
     )
-}
-
-/// The current time as Kubernetes writes timestamps.
-pub(crate) fn now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// `metadata` as a map, created if absent.
-fn metadata(object: &mut Value) -> Result<&mut Map<String, Value>, ApiError> {
-    let object = object
-        .as_object_mut()
-        .ok_or_else(|| ApiError::bad_request("the body is not a JSON object"))?;
-    object
-        .entry("metadata")
-        .or_insert_with(|| json!({}))
-        .as_object_mut()
-        .ok_or_else(|| ApiError::bad_request("metadata is not an object"))
-}
-
-fn name_of(object: &Value) -> Result<String, ApiError> {
-    let name = object["metadata"]["name"].as_str().unwrap_or("");
-    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
-    if name.is_empty() {
-        return Err(ApiError::new(
-            422,
-            "Invalid",
-            "metadata.name: Required value: name or generateName is required",
-        ));
-    }
-    if name.len() > 253
-        || !name.chars().all(valid)
-        || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
-    {
-        return Err(ApiError::new(
-            422,
-            "Invalid",
-            format!(
-                "metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"
-            ),
-        ));
-    }
-    Ok(name.to_owned())
-}
-
-/// Refuses a body whose kind, namespace or name contradicts the request.
-fn check_body(
-    kind: &Kind,
-    namespace: &str,
-    name: Option<&str>,
-    object: &Value,
-) -> Result<(), ApiError> {
-    if !object.is_object() {
-        return Err(ApiError::bad_request("the body is not a JSON object"));
-    }
-    if let Some(k) = object["kind"].as_str().filter(|k| *k != kind.kind) {
-        return Err(ApiError::bad_request(format!(
-            "the kind of the body ({k}) is not that of the request ({})",
-            kind.kind
-        )));
-    }
-    let body_ns = object["metadata"]["namespace"].as_str().unwrap_or("");
-    if kind.namespaced && !body_ns.is_empty() && body_ns != namespace {
-        return Err(ApiError::bad_request(
-            "the namespace of the provided object does not match the namespace sent on the request",
-        ));
-    }
-    let body_name = object["metadata"]["name"].as_str().unwrap_or("");
-    if let Some(name) = name.filter(|n| !body_name.is_empty() && body_name != *n) {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({body_name}) does not match the name on the URL ({name})"
-        )));
-    }
-    Ok(())
-}
-
-fn set_or_remove(object: &mut Value, field: &str, value: Option<Value>) {
-    if let Some(map) = object.as_object_mut() {
-        match value {
-            Some(value) => map.insert(field.into(), value),
-            None => map.remove(field),
-        };
-    }
-}
-
-fn without(object: &Value, fields: &[&str]) -> Value {
-    let mut object = object.clone();
-    if let Some(map) = object.as_object_mut() {
-        for field in fields {
-            map.remove(*field);
-        }
-    }
-    object
 }
 
 #[cfg(test)]
