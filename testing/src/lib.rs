@@ -19,6 +19,8 @@ mod http;
 pub mod kube;
 mod tls;
 
+pub use kube::KubeApi;
+
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io;

@@ -506,14 +506,32 @@ async fn a_status_update_is_seen_as_modified_and_a_spec_update_keeps_status() ->
         ["Init", "InitApply web-0 Pending", "InitDone"]
     );
 
+    // The same change on a raw watch is a MODIFIED event.
+    let from = api.resource_version().to_string();
+    let mut raw = pods
+        .watch(&WatchParams::default().disable_bookmarks(), &from)
+        .await?
+        .boxed();
     let status = json!({"status": {
         "phase": "Pending",
         "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}],
     }});
     pods.patch_status("web-0", &PatchParams::default(), &Patch::Merge(&status))
         .await?;
+    match next_raw(&mut raw).await? {
+        Some(Ok(WatchEvent::Modified(p))) => {
+            let reason = p.status.and_then(|s| s.conditions).unwrap_or_default();
+            assert_eq!(
+                reason.first().and_then(|c| c.reason.as_deref()),
+                Some("Unschedulable")
+            );
+        }
+        other => return Err(format!("expected MODIFIED, got {other:?}").into()),
+    }
     let mut running = pods.get_status("web-0").await?;
     running.status.get_or_insert_default().phase = Some("Running".into());
+    // A write to /status cannot change anything else.
+    running.labels_mut().insert("sneaked".into(), "in".into());
     pods.replace_status("web-0", &PostParams::default(), &running)
         .await?;
     assert_eq!(
@@ -521,6 +539,7 @@ async fn a_status_update_is_seen_as_modified_and_a_spec_update_keeps_status() ->
         ["Apply web-0 Pending", "Apply web-0 Running"]
     );
     let pod = pods.get("web-0").await?;
+    assert_eq!(pod.labels().get("sneaked"), None);
     let conditions = pod.status.and_then(|s| s.conditions).unwrap_or_default();
     assert_eq!(
         conditions.first().and_then(|c| c.reason.as_deref()),
@@ -802,6 +821,154 @@ fn a_timed_out_watch_ends_cleanly_and_a_dropped_one_is_cut() -> Result {
     assert!(
         !text.ends_with("0\r\n\r\n"),
         "a cut watch has no last chunk: {text}"
+    );
+    Ok(())
+}
+
+/// One request over a fresh connection: the status code and the body.
+fn request(
+    api: &KubeApi,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> Result<(u16, Value)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", api.port()))?;
+    stream.set_read_timeout(Some(WAIT))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or("no head")?;
+    let code = head.split_whitespace().nth(1).ok_or("no status")?.parse()?;
+    Ok((code, serde_json::from_str(body)?))
+}
+
+#[test]
+fn bad_requests_get_a_failure_status_and_the_server_keeps_serving() -> Result {
+    let api = KubeApi::start()?;
+    let pods = "/api/v1/namespaces/default/pods";
+    let (code, created) = request(
+        &api,
+        "POST",
+        pods,
+        "application/json",
+        r#"{"metadata":{"name":"p"}}"#,
+    )?;
+    assert_eq!((code, created["kind"].as_str()), (201, Some("Pod")));
+    let apply = "application/apply-patch+yaml";
+    let merge = "application/merge-patch+json";
+    for (method, path, content_type, body, want) in [
+        ("POST", pods, "application/json", "[]", 400),
+        ("POST", pods, "application/json", "{not json", 400),
+        (
+            "POST",
+            pods,
+            "application/json",
+            r#"{"metadata":{"name":"Bad_Name"}}"#,
+            422,
+        ),
+        (
+            "POST",
+            pods,
+            "application/json",
+            r#"{"metadata":{"name":"p"}}"#,
+            409,
+        ),
+        (
+            "PUT",
+            "/api/v1/namespaces/default/pods/p",
+            "application/json",
+            r#"{"metadata":"x"}"#,
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p",
+            apply,
+            "just a string",
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p?fieldManager=m",
+            apply,
+            "just a string",
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p?fieldManager=m",
+            apply,
+            "kind: Pod\nmetadata: x",
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p",
+            merge,
+            r#"{"metadata":"x"}"#,
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p",
+            merge,
+            r#"{"kind":"Job"}"#,
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p",
+            "application/json-patch+json",
+            "[]",
+            415,
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/pods?labelSelector=a%20in%20b",
+            "",
+            "",
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/pods?watch=1&resourceVersion=x",
+            "",
+            "",
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/pods?limit=1&continue=garbage",
+            "",
+            "",
+            400,
+        ),
+        ("GET", "/api/v1/namespaces/default/widgets", "", "", 404),
+        ("PUT", "/api/v1/pods", "application/json", "{}", 405),
+        (
+            "POST",
+            "/api/v1/namespaces/default/pods?dryRun=All",
+            "application/json",
+            "{}",
+            400,
+        ),
+    ] {
+        let (code, status) = request(&api, method, path, content_type, body)?;
+        assert_eq!(code, want, "{method} {path} {body}: {status}");
+        assert_eq!(status["kind"], "Status", "{status}");
+        assert_eq!(status["status"], "Failure", "{status}");
+        assert_eq!(status["code"], want, "{status}");
+    }
+    let (code, pod) = request(&api, "GET", "/api/v1/namespaces/default/pods/p", "", "")?;
+    assert_eq!(
+        (code, &pod["metadata"]["resourceVersion"]),
+        (200, &created["metadata"]["resourceVersion"])
     );
     Ok(())
 }

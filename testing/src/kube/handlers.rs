@@ -247,6 +247,11 @@ impl ObjectRef {
                 let force = param(query, "force") == "true";
                 let mut config: Value = serde_yaml::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+                if !config.is_object() || !config["metadata"].is_object() {
+                    return Err(ApiError::bad_request(
+                        "an applied configuration is an object with metadata",
+                    ));
+                }
                 match config["metadata"]["name"].as_str() {
                     None => config["metadata"]["name"] = json!(name),
                     Some(n) if n != name => {

@@ -6,7 +6,7 @@
 //! tests alike) until it is dropped. It implements:
 //!
 //! - discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/<group>`,
-//!   `/apis/<group>/<version>` for the kinds in [`resources`](self) (core pods, services,
+//!   `/apis/<group>/<version>` for the kinds in `resources.rs` (core pods, services,
 //!   configmaps, secrets, serviceaccounts, persistentvolumeclaims, events, namespaces;
 //!   apps deployments, statefulsets, replicasets; batch jobs; networkpolicies;
 //!   poddisruptionbudgets; rbac roles and rolebindings);
@@ -25,7 +25,7 @@
 //! namespace leaves its objects), set `deletionTimestamp` or honour finalizers, serve
 //! protobuf, tables or aggregated discovery, `sendInitialEvents`, `dryRun`, JSON patch,
 //! or any kind not in the table. Tests act as the kubelet and controllers through
-//! [`KubeApi::put_object`] and friends.
+//! [`KubeApi::put_object`] and friends. `testing/README.md` says more.
 //!
 //! ```no_run
 //! let api = sdp_testing::kube::KubeApi::start()?;
@@ -256,6 +256,9 @@ current-context: sdp-standin
     /// `InvalidInput` for a kind the server does not serve or an object it refuses.
     pub fn put_object(&self, object: Value) -> io::Result<Value> {
         let kind = kind_of(&object)?;
+        if !object["metadata"].is_object() {
+            return Err(invalid("an object needs metadata".to_owned()));
+        }
         let namespace = object["metadata"]["namespace"]
             .as_str()
             .unwrap_or("")
