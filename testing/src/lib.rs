@@ -16,7 +16,10 @@
 //! This crate must not depend on `sdp-config`: that crate uses this one in its tests.
 
 mod http;
+pub mod kube;
 mod tls;
+
+pub use kube::KubeApi;
 
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
