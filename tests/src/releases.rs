@@ -9,12 +9,12 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::{Value, json};
 
 use crate::binaries::repo_root;
+use crate::expected::TESTDASK_IMAGE;
 use crate::fake_helm;
 use crate::manifest::{self, documents, object};
 use crate::process::Spec;
 use crate::system::{System, Target};
 use crate::wait::{Outcome, eventually};
-use crate::walkthrough::TESTDASK_IMAGE;
 
 /// Checks the workflow release of `pb_id`: a Pod running the testdask image with the
 /// `pb_id` argument and the configuration database's environment.

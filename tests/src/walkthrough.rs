@@ -10,15 +10,12 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
 use crate::binaries::binary;
-use crate::expected;
+use crate::expected::{self, TESTDASK_IMAGE};
 use crate::releases;
 use crate::system::{System, status_of};
 
 /// How long each step may take: generous, the machine may be loaded.
 pub const STEP: Duration = Duration::from_secs(60);
-
-/// The workflow image the registry gives `realtime:testdask:0.1.0`.
-pub const TESTDASK_IMAGE: &str = "sdp/workflow-testdask:0.1.0";
 
 /// What differs between targets in the walkthrough.
 #[derive(Clone, Debug)]

@@ -12,8 +12,8 @@ use sdp_config::entity::{Owner, ProcessingBlock};
 use sdp_config::{Config, ConnectionSettings, Lease};
 use tokio::time::Instant;
 
+use crate::attempts::Attempts;
 use crate::error::{Error, Result};
-use crate::guard::Attempts;
 use crate::monitor::{Stored, one_line};
 
 /// Connect, retrying with backoff (100 ms doubling to 5 s) until `limit` has passed.

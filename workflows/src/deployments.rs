@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use sdp_config::entity::{Deployment, ProcessingBlock, ValidationError, validate_deploy_id};
 
+use crate::attempts::Attempts;
 use crate::error::{Error, Result};
-use crate::guard::Attempts;
 use crate::workflow::Workflow;
 
 /// Suffix of the controller's deployment of the workflow itself (`<pb_id>-workflow`).

@@ -36,9 +36,11 @@
 //! # Ok(()) }
 //! ```
 
+mod attempts;
 mod claim;
 pub mod cli;
 mod deployments;
+mod ended;
 mod error;
 mod events;
 mod guard;
@@ -48,7 +50,8 @@ mod state;
 mod workflow;
 
 pub use deployments::WORKFLOW_SUFFIX;
+pub use ended::Ended;
 pub use error::{Error, Result};
-pub use events::{Ended, Event, Events};
+pub use events::{Event, Events};
 pub use options::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_NAMESPACE, Options};
 pub use workflow::Workflow;

@@ -11,7 +11,7 @@ use sdp_config::{Config, WatchEvent};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::Ended;
+use crate::ended::Ended;
 
 /// The block as last seen.
 #[derive(Clone, Debug, PartialEq)]

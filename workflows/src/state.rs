@@ -7,8 +7,8 @@
 
 use sdp_config::entity::{PbStatus, ProcessingBlock, ProcessingBlockState};
 
+use crate::attempts::Attempts;
 use crate::error::{Error, Result};
-use crate::guard::Attempts;
 use crate::workflow::Workflow;
 
 impl Workflow {

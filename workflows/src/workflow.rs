@@ -7,8 +7,9 @@ use tokio::sync::{Mutex, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::claim;
+use crate::ended::Ended;
 use crate::error::{Error, Result};
-use crate::events::{self, Ended, Event, Events};
+use crate::events::{self, Event, Events};
 use crate::monitor::{self, BlockView, Target, View};
 use crate::options::Options;
 
