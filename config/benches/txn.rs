@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use sdp_config::Config;
 use sdp_config::entity::{ProcessingBlock, WorkflowRef};
-use sdp_config::{Config, ConnectionSettings};
 use sdp_testing::EtcdServer;
 
 const TASKS: usize = 16;
@@ -295,12 +295,7 @@ async fn main() -> Result<()> {
         }
     };
     let etcd = EtcdServer::start()?;
-    let settings = ConnectionSettings {
-        host: etcd.host().into(),
-        port: etcd.port(),
-        ..Default::default()
-    };
-    let db = Config::connect(&settings).await?;
+    let db = Config::connect(&etcd.connection()).await?;
     let client = Client::connect([etcd.endpoint()], None).await?;
     let bench = Bench { etcd, client, db };
 

@@ -8,20 +8,32 @@ use sdp_config::{Config, ConnectionSettings, Error, Protocol};
 use sdp_testing::{EtcdOptions, EtcdServer, free_port};
 use tokio_util::sync::CancellationToken;
 
-fn settings(etcd: &EtcdServer) -> ConnectionSettings {
-    ConnectionSettings {
-        host: etcd.host().into(),
-        port: etcd.port(),
-        ..Default::default()
-    }
-}
-
-/// Settings read from the `SDP_CONFIG_*` variables the harness would give a child process.
+/// Settings read from the `SDP_CONFIG_*` variables the harness gives a child process.
 fn settings_from_env(etcd: &EtcdServer) -> Result<ConnectionSettings> {
     let env = etcd.env();
     Ok(ConnectionSettings::from_lookup(|name| {
         env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     })?)
+}
+
+#[test]
+fn a_child_process_environment_means_the_same_connection_as_the_harness_settings() -> Result<()> {
+    for opts in [
+        EtcdOptions::default(),
+        EtcdOptions {
+            tls: true,
+            auth: Some(("sdp".into(), "s3cret".into())),
+            ..Default::default()
+        },
+    ] {
+        let etcd = EtcdServer::start_with(opts)?;
+        ensure!(
+            settings_from_env(&etcd)? == etcd.connection(),
+            "{:?}",
+            etcd.env()
+        );
+    }
+    Ok(())
 }
 
 /// Write a key and read it back through a fresh transaction.
@@ -38,7 +50,7 @@ async fn round_trip(db: &Config, path: &'static str) -> Result<()> {
 #[tokio::test]
 async fn connects_to_a_plain_etcd_and_reports_its_endpoint() -> Result<()> {
     let etcd = EtcdServer::start()?;
-    let db = Config::connect(&settings(&etcd)).await?;
+    let db = Config::connect(&etcd.connection()).await?;
     assert_eq!(db.endpoint(), etcd.endpoint());
     round_trip(&db, "/conn/plain").await
 }
@@ -49,7 +61,7 @@ async fn tls_with_the_ca_certificate_from_the_environment_connects() -> Result<(
         tls: true,
         ..Default::default()
     })?;
-    let s = settings_from_env(&etcd)?;
+    let s = etcd.connection();
     assert_eq!(
         s.protocol,
         Protocol::Https,
@@ -71,7 +83,7 @@ async fn tls_without_the_ca_certificate_is_refused_with_an_error_naming_the_endp
     let s = ConnectionSettings {
         cert: None,
         timeout_secs: 5.0,
-        ..settings_from_env(&etcd)?
+        ..etcd.connection()
     };
     let started = Instant::now();
     let err = match Config::connect(&s).await {
@@ -97,7 +109,7 @@ async fn plain_http_against_a_tls_etcd_fails() -> Result<()> {
     let s = ConnectionSettings {
         protocol: Protocol::Http,
         timeout_secs: 5.0,
-        ..settings_from_env(&etcd)?
+        ..etcd.connection()
     };
     let err = Config::connect(&s)
         .await
@@ -117,7 +129,7 @@ fn auth_options() -> EtcdOptions {
 #[tokio::test]
 async fn user_and_password_from_the_environment_authenticate() -> Result<()> {
     let etcd = EtcdServer::start_with(auth_options())?;
-    let s = settings_from_env(&etcd)?;
+    let s = etcd.connection();
     assert_eq!(
         (s.username.as_deref(), s.password.as_deref()),
         (Some("sdp"), Some("secret"))
@@ -131,7 +143,7 @@ async fn a_wrong_password_is_an_error_naming_the_endpoint() -> Result<()> {
     let etcd = EtcdServer::start_with(auth_options())?;
     let s = ConnectionSettings {
         password: Some("wrong".into()),
-        ..settings_from_env(&etcd)?
+        ..etcd.connection()
     };
     let err = Config::connect(&s)
         .await
@@ -153,7 +165,7 @@ async fn no_credentials_against_an_etcd_with_auth_is_an_error() -> Result<()> {
     let s = ConnectionSettings {
         username: None,
         password: None,
-        ..settings_from_env(&etcd)?
+        ..etcd.connection()
     };
     let err = Config::connect(&s)
         .await
@@ -193,7 +205,7 @@ async fn an_unreachable_endpoint_fails_fast_with_an_error_naming_it() -> Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_retrying_connects_once_etcd_comes_back() -> Result<()> {
     let mut etcd = EtcdServer::start()?;
-    let s = settings(&etcd);
+    let s = etcd.connection();
     etcd.kill();
     let cancel = CancellationToken::new();
     let connecting = tokio::spawn({

@@ -7,21 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use sdp_config::entity::{Owner, ProcessingBlock};
-use sdp_config::{Config, ConnectionSettings, Error, Leadership};
+use sdp_config::{Config, Error, Leadership};
 use sdp_testing::EtcdServer;
 use tokio_util::sync::CancellationToken;
 
 const TTL: Duration = Duration::from_secs(3);
 /// Beyond the TTL: etcd checks expiry periodically and a loaded machine is slow.
 const MARGIN: Duration = Duration::from_secs(3);
-
-fn settings(etcd: &EtcdServer) -> ConnectionSettings {
-    ConnectionSettings {
-        host: etcd.host().into(),
-        port: etcd.port(),
-        ..Default::default()
-    }
-}
 
 async fn get(db: &Config, path: &str) -> Result<Option<String>> {
     let path = path.to_string();
@@ -60,8 +52,8 @@ async fn gone_within(db: &Config, path: &str, limit: Duration) -> Result<Duratio
 #[tokio::test]
 async fn an_owner_key_vanishes_within_the_ttl_after_its_holder_dies() -> Result<()> {
     let etcd = EtcdServer::start()?;
-    let db = Config::connect(&settings(&etcd)).await?;
-    let holder = Config::connect(&settings(&etcd)).await?;
+    let db = Config::connect(&etcd.connection()).await?;
+    let holder = Config::connect(&etcd.connection()).await?;
     let path = ProcessingBlock::owner_path("pb-lease-20240101-00000");
     let owner = Owner::this_process().to_json();
 
@@ -86,7 +78,7 @@ async fn an_owner_key_vanishes_within_the_ttl_after_its_holder_dies() -> Result<
 #[tokio::test]
 async fn revoking_a_lease_deletes_its_keys_at_once() -> Result<()> {
     let etcd = EtcdServer::start()?;
-    let db = Config::connect(&settings(&etcd)).await?;
+    let db = Config::connect(&etcd.connection()).await?;
     let lease = db.grant_lease(Duration::from_secs(30)).await?;
     create_leased(&db, "/pb/x/owner", "{}", lease.id()).await?;
     create_leased(&db, "/pb/y/owner", "{}", lease.id()).await?;
@@ -128,11 +120,11 @@ async fn leadership_moves_to_the_next_candidate_when_the_leader_dies_or_resigns(
     let etcd = EtcdServer::start()?;
     // Each candidate its own connection, as separate replicas.
     let (db_a, db_b, db_c) = (
-        Config::connect(&settings(&etcd)).await?,
-        Config::connect(&settings(&etcd)).await?,
-        Config::connect(&settings(&etcd)).await?,
+        Config::connect(&etcd.connection()).await?,
+        Config::connect(&etcd.connection()).await?,
+        Config::connect(&etcd.connection()).await?,
     );
-    let watcher = Config::connect(&settings(&etcd)).await?;
+    let watcher = Config::connect(&etcd.connection()).await?;
     let election = watcher.election("controller");
     let mut leaders = election.observe();
 
@@ -198,7 +190,7 @@ async fn leadership_moves_to_the_next_candidate_when_the_leader_dies_or_resigns(
 #[tokio::test]
 async fn observe_reports_no_leader_after_the_last_leader_resigns() -> Result<()> {
     let etcd = EtcdServer::start()?;
-    let db = Config::connect(&settings(&etcd)).await?;
+    let db = Config::connect(&etcd.connection()).await?;
     let election = db.election("controller");
     let mut leaders = election.observe();
     let a = campaign(&db, "A").await?;

@@ -8,17 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, ensure};
 use sdp_config::entity::{ProcessingBlock, ProcessingBlockState};
-use sdp_config::{Config, ConnectionSettings, Error, MAX_TXN_OPS};
+use sdp_config::{Config, Error, MAX_TXN_OPS};
 use sdp_testing::{EtcdOptions, EtcdServer};
 use serde_json::json;
-
-fn settings(etcd: &EtcdServer) -> ConnectionSettings {
-    ConnectionSettings {
-        host: etcd.host().into(),
-        port: etcd.port(),
-        ..Default::default()
-    }
-}
 
 async fn start() -> Result<(EtcdServer, Config)> {
     start_with(EtcdOptions::default()).await
@@ -26,7 +18,7 @@ async fn start() -> Result<(EtcdServer, Config)> {
 
 async fn start_with(opts: EtcdOptions) -> Result<(EtcdServer, Config)> {
     let etcd = EtcdServer::start_with(opts)?;
-    let db = Config::connect(&settings(&etcd)).await?;
+    let db = Config::connect(&etcd.connection()).await?;
     Ok((etcd, db))
 }
 
@@ -98,7 +90,7 @@ async fn two_tasks_incrementing_one_key_500_times_each_lose_no_update() -> Resul
     let mut tasks = Vec::new();
     for _ in 0..2 {
         // Separate connections, as two processes would have.
-        let db = Config::connect(&settings(&etcd)).await?;
+        let db = Config::connect(&etcd.connection()).await?;
         tasks.push(tokio::spawn(async move {
             for _ in 0..500 {
                 db.transact(|t| {
@@ -224,7 +216,7 @@ async fn reading_10000_keys_one_by_one_and_writing_one_succeeds_within_etcds_lim
 async fn coalesced_reads_still_detect_a_change_to_a_key_read() -> Result<()> {
     let (etcd, db) = start_with(etcd_limited_to_128_ops()).await?;
     create_many(&db, 300).await?;
-    let other = Config::connect(&settings(&etcd)).await?;
+    let other = Config::connect(&etcd.connection()).await?;
     let runs = Arc::new(AtomicUsize::new(0));
     db.transact(|t| {
         let (runs, other) = (runs.clone(), other.clone());
@@ -370,7 +362,7 @@ async fn runs_with_concurrent_change(
     with_values: bool,
     change: fn(Config) -> futures::future::BoxFuture<'static, Result<()>>,
 ) -> Result<(usize, Vec<String>, Option<String>)> {
-    let other = Config::connect(&settings(etcd)).await?;
+    let other = Config::connect(&etcd.connection()).await?;
     let runs = Arc::new(AtomicUsize::new(0));
     let (seen, flag) = db
         .transact(|t| {

@@ -6,24 +6,16 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use sdp_config::{Config, ConnectionSettings, Entry, Error, Watch, WatchEvent};
+use sdp_config::{Config, Entry, Error, Watch, WatchEvent};
 use sdp_testing::EtcdServer;
 use tokio_util::sync::CancellationToken;
 
 /// Generous: a loaded 2-core machine, and a watch waiting out its reconnect backoff.
 const EVENT_DEADLINE: Duration = Duration::from_secs(20);
 
-fn settings(etcd: &EtcdServer) -> ConnectionSettings {
-    ConnectionSettings {
-        host: etcd.host().into(),
-        port: etcd.port(),
-        ..Default::default()
-    }
-}
-
 async fn start() -> Result<(EtcdServer, Config)> {
     let etcd = EtcdServer::start()?;
-    let db = Config::connect(&settings(&etcd)).await?;
+    let db = Config::connect(&etcd.connection()).await?;
     Ok((etcd, db))
 }
 
@@ -70,10 +62,10 @@ async fn change_after_restart(db: &Config, path: &str, value: &str) -> Result<Ch
                         Box::pin(async move { t.get_with_revision(&p).await })
                     })
                     .await;
-                if let Ok(Some((v, rev))) = current {
-                    if v == value {
-                        return Ok((path.to_string(), Some(v), rev));
-                    }
+                if let Ok(Some((v, rev))) = current
+                    && v == value
+                {
+                    return Ok((path.to_string(), Some(v), rev));
                 }
             }
             Err(e) => return Err(e),

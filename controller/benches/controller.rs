@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
-use sdp_config::{Config, ConnectionSettings, WatchEvent};
+use sdp_config::{Config, WatchEvent};
 use sdp_testing::EtcdServer;
 
 const RAW_CLIENTS: usize = 16;
@@ -72,12 +72,7 @@ async fn raw_txn_rate(etcd: &EtcdServer) -> f64 {
 }
 
 async fn connect(etcd: &EtcdServer) -> Config {
-    let s = ConnectionSettings {
-        host: etcd.host().into(),
-        port: etcd.port(),
-        ..Default::default()
-    };
-    Config::connect(&s).await.unwrap()
+    Config::connect(&etcd.connection()).await.unwrap()
 }
 
 async fn create_blocks(db: &Config, ids: Vec<String>) {
@@ -158,14 +153,14 @@ async fn wait_deployed(watch: &mut sdp_config::Watch, n: usize) -> (Instant, Ins
             .await
             .expect("deployments within 120 s")
             .unwrap();
-        if let WatchEvent::Put(e) = ev {
-            if e.path.ends_with("-workflow") {
-                let now = Instant::now();
-                first.get_or_insert(now);
-                seen += 1;
-                if seen == n {
-                    return (first.unwrap(), now);
-                }
+        if let WatchEvent::Put(e) = ev
+            && e.path.ends_with("-workflow")
+        {
+            let now = Instant::now();
+            first.get_or_insert(now);
+            seen += 1;
+            if seen == n {
+                return (first.unwrap(), now);
             }
         }
     }

@@ -34,7 +34,6 @@ pub(crate) enum StateWrite {
 }
 
 impl StateWrite {
-    /// The text written.
     pub(crate) fn new_value(&self) -> &str {
         match self {
             StateWrite::Create(v) | StateWrite::Replace { new: v, .. } => v,
@@ -45,7 +44,6 @@ impl StateWrite {
 /// A deployment of a deleted block to delete.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Removal {
-    /// The deployment.
     pub deploy_id: String,
     /// Every block ID it could belong to: all must still be absent at commit.
     pub absent_blocks: Vec<String>,
@@ -62,18 +60,15 @@ pub(crate) enum Action {
         pb_rev: i64,
         /// The deployment to create, `None` when it exists already.
         deployment: Option<Deployment>,
-        /// The state change.
         state: StateWrite,
     },
     /// Write WAITING or FAILED.
     SetState {
         /// `mod_revision` of the block decided on.
         pb_rev: i64,
-        /// The state change.
         state: StateWrite,
         /// `Some` for FAILED.
         failure: Option<FailureKind>,
-        /// The reason written.
         reason: String,
     },
     /// The block is gone: delete its deployments.

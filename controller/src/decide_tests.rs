@@ -1,7 +1,8 @@
-use sdp_config::{Entry, WatchEvent};
+use sdp_config::WatchEvent;
 use serde_json::json;
 
 use super::*;
+use crate::fixtures::{batch_block, deploy_context, put, realtime_block, synced_view};
 use crate::view::Part;
 
 const FILE: &str = r#"{"repositories": [{"name": "local", "path": "sdp"}],
@@ -9,53 +10,14 @@ const FILE: &str = r#"{"repositories": [{"name": "local", "path": "sdp"}],
                 {"type": "batch", "id": "teststate", "repository": "local", "image": "workflow-teststate", "versions": ["0.1.0"]}]}"#;
 
 fn ctx() -> DeployContext {
-    DeployContext {
-        config_host: "127.0.0.1".into(),
-        namespace: "sdp".into(),
-    }
+    deploy_context("127.0.0.1")
 }
 
 fn view() -> View {
-    let mut v = View::new(true);
-    for (part, _, _) in Part::ALL {
-        v.apply(
-            part,
-            WatchEvent::Listed {
-                revision: 1,
-                entries: Vec::new(),
-            },
-        );
-    }
+    let mut v = synced_view(true);
     v.registry
         .set_file(sdp_config::entity::WorkflowsFile::parse(FILE).unwrap());
     v
-}
-
-fn put(v: &mut View, part: Part, path: &str, value: &str, rev: i64) {
-    let e = Entry {
-        path: path.into(),
-        value: value.into(),
-        mod_revision: rev,
-        create_revision: rev,
-    };
-    v.apply(part, WatchEvent::Put(e));
-}
-
-fn realtime(id: &str) -> String {
-    format!(
-        r#"{{"pb_id": "{id}", "sbi_id": null, "workflow": {{"id": "testdask", "type": "realtime", "version": "0.1.0"}}, "parameters": {{}}, "scan_parameters": {{}}}}"#
-    )
-}
-
-fn batch(id: &str, deps: &[&str]) -> String {
-    let deps: Vec<String> = deps
-        .iter()
-        .map(|d| format!(r#"{{"pb_id": "{d}", "type": ["calibration"]}}"#))
-        .collect();
-    format!(
-        r#"{{"id": "{id}", "sbi_id": null, "workflow": {{"type": "batch", "id": "teststate", "version": "0.1.0"}}, "parameters": {{}}, "dependencies": [{}]}}"#,
-        deps.join(", ")
-    )
 }
 
 fn set_state(v: &mut View, id: &str, value: serde_json::Value, rev: i64) {
@@ -79,7 +41,7 @@ fn a_new_block_gets_the_originals_deployment_and_a_starting_state() {
         &mut v,
         Part::Blocks,
         "/pb/realtime-20191121-0000",
-        &realtime("realtime-20191121-0000"),
+        &realtime_block("realtime-20191121-0000"),
         7,
     );
     let Action::Deploy {
@@ -108,7 +70,7 @@ fn a_new_block_gets_the_originals_deployment_and_a_starting_state() {
 #[test]
 fn a_started_block_or_one_whose_state_a_workflow_wrote_is_left_alone() {
     let mut v = view();
-    put(&mut v, Part::Blocks, "/pb/a", &realtime("a"), 2);
+    put(&mut v, Part::Blocks, "/pb/a", &realtime_block("a"), 2);
     for st in [
         json!({"status": "STARTING"}),
         json!({"status": "FAILED", "reason": "workflow crashed"}),
@@ -124,7 +86,7 @@ fn a_started_block_or_one_whose_state_a_workflow_wrote_is_left_alone() {
 #[test]
 fn an_existing_deployment_is_not_requested_again_but_a_missing_state_is_created() {
     let mut v = view();
-    put(&mut v, Part::Blocks, "/pb/a", &realtime("a"), 2);
+    put(&mut v, Part::Blocks, "/pb/a", &realtime_block("a"), 2);
     put(&mut v, Part::Deployments, "/deploy/a-workflow", "{}", 3);
     let Action::Deploy {
         deployment: None,
@@ -165,7 +127,7 @@ fn an_unknown_workflow_fails_but_starts_once_it_is_registered() {
         &mut v,
         Part::Blocks,
         "/pb/a",
-        &realtime("a").replace("testdask", "nosuch"),
+        &realtime_block("a").replace("testdask", "nosuch"),
         2,
     );
     let Action::SetState {
@@ -212,17 +174,8 @@ fn an_unknown_workflow_fails_but_starts_once_it_is_registered() {
 
 #[test]
 fn nothing_is_decided_while_the_registry_file_is_loading() {
-    let mut v = View::new(true);
-    for (part, _, _) in Part::ALL {
-        v.apply(
-            part,
-            WatchEvent::Listed {
-                revision: 1,
-                entries: Vec::new(),
-            },
-        );
-    }
-    put(&mut v, Part::Blocks, "/pb/a", &realtime("a"), 2);
+    let mut v = synced_view(true);
+    put(&mut v, Part::Blocks, "/pb/a", &realtime_block("a"), 2);
     assert_eq!(decide(&v, "a", &ctx()), Action::Nothing);
 }
 
@@ -248,12 +201,12 @@ fn an_own_failed_state_gets_the_new_reason_when_the_block_changes() {
 #[test]
 fn a_batch_block_waits_for_its_dependencies_then_starts() {
     let mut v = view();
-    put(&mut v, Part::Blocks, "/pb/dep", &batch("dep", &[]), 2);
+    put(&mut v, Part::Blocks, "/pb/dep", &batch_block("dep", &[]), 2);
     put(
         &mut v,
         Part::Blocks,
         "/pb/b",
-        &batch("b", &["dep", "later"]),
+        &batch_block("b", &["dep", "later"]),
         3,
     );
     let Action::SetState {
@@ -276,7 +229,13 @@ fn a_batch_block_waits_for_its_dependencies_then_starts() {
     put(&mut v, Part::States, "/pb/b/state", &text, 4);
     assert_eq!(decide(&v, "b", &ctx()), Action::Nothing);
 
-    put(&mut v, Part::Blocks, "/pb/later", &batch("later", &[]), 5);
+    put(
+        &mut v,
+        Part::Blocks,
+        "/pb/later",
+        &batch_block("later", &[]),
+        5,
+    );
     set_state(&mut v, "later", json!({"status": "FINISHED"}), 6);
     let Action::SetState {
         state: StateWrite::Replace { new, .. },
@@ -308,8 +267,14 @@ fn a_batch_block_waits_for_its_dependencies_then_starts() {
 fn a_block_fails_when_a_dependency_fails_or_is_cancelled() {
     for status in ["FAILED", "CANCELLED"] {
         let mut v = view();
-        put(&mut v, Part::Blocks, "/pb/dep", &batch("dep", &[]), 2);
-        put(&mut v, Part::Blocks, "/pb/b", &batch("b", &["dep"]), 3);
+        put(&mut v, Part::Blocks, "/pb/dep", &batch_block("dep", &[]), 2);
+        put(
+            &mut v,
+            Part::Blocks,
+            "/pb/b",
+            &batch_block("b", &["dep"]),
+            3,
+        );
         set_state(
             &mut v,
             "b",
@@ -349,7 +314,7 @@ fn dependency_cycles_are_failed() {
         &mut v,
         Part::Blocks,
         "/pb/self",
-        &batch("self", &["self"]),
+        &batch_block("self", &["self"]),
         2,
     );
     let Action::SetState {
@@ -361,9 +326,9 @@ fn dependency_cycles_are_failed() {
         panic!()
     };
     assert!(reason.contains("depends on itself"), "{reason}");
-    put(&mut v, Part::Blocks, "/pb/a", &batch("a", &["b"]), 3);
-    put(&mut v, Part::Blocks, "/pb/b", &batch("b", &["c"]), 4);
-    put(&mut v, Part::Blocks, "/pb/c", &batch("c", &["a"]), 5);
+    put(&mut v, Part::Blocks, "/pb/a", &batch_block("a", &["b"]), 3);
+    put(&mut v, Part::Blocks, "/pb/b", &batch_block("b", &["c"]), 4);
+    put(&mut v, Part::Blocks, "/pb/c", &batch_block("c", &["a"]), 5);
     let Action::SetState {
         failure: Some(FailureKind::DependencyCycle),
         reason,
@@ -379,7 +344,13 @@ fn dependency_cycles_are_failed() {
 fn a_deleted_blocks_deployments_go_and_nothing_else() {
     let mut v = view();
     for id in ["realtime-20191121-0000", "realtime-20191121-0000-x"] {
-        put(&mut v, Part::Blocks, &format!("/pb/{id}"), &realtime(id), 2);
+        put(
+            &mut v,
+            Part::Blocks,
+            &format!("/pb/{id}"),
+            &realtime_block(id),
+            2,
+        );
     }
     for d in [
         "realtime-20191121-0000-workflow",
@@ -435,7 +406,7 @@ fn templates_that_do_not_render_fail_the_block_with_handlebars_message() {
         &mut v,
         Part::Blocks,
         "/pb/a",
-        &realtime("a")
+        &realtime_block("a")
             .replace("testdask", "tmpl")
             .replace("0.1.0", "1"),
         3,

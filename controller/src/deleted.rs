@@ -18,10 +18,10 @@ impl DeletedIds {
     pub(crate) fn insert(&mut self, id: &str) {
         if self.set.insert(id.to_string()) {
             self.order.push_back(id.to_string());
-            if self.order.len() > CAPACITY {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
+            if self.order.len() > CAPACITY
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
             }
         }
     }

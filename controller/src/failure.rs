@@ -40,7 +40,6 @@ impl FailureKind {
         FailureKind::EtcdError,
     ];
 
-    /// The metrics label value.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             FailureKind::InvalidJson => "invalid_json",

@@ -10,6 +10,8 @@ mod deleted;
 mod dependents;
 mod error;
 mod failure;
+#[cfg(test)]
+mod fixtures;
 mod leader;
 mod metrics;
 mod ownership;

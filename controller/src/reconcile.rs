@@ -45,7 +45,7 @@ pub(crate) async fn reconcile(shared: &Shared, key: &str) -> Next {
                 shared.metrics.failed(FailureKind::EtcdError);
                 // Once per outage and key, then rarely: an etcd restart must not flood the log.
                 let failures = shared.queue.failures(&key.to_string()) + 1;
-                if failures == 1 || failures % 10 == 0 {
+                if failures == 1 || failures.is_multiple_of(10) {
                     tracing::warn!(error = %e, failures, "reconcile failed; retrying with backoff");
                 } else {
                     tracing::debug!(error = %e, failures, "reconcile failed; retrying with backoff");

@@ -26,9 +26,7 @@ pub(crate) enum Source {
     File(PathBuf),
     /// An HTTP(S) URL.
     Http {
-        /// The URL.
         url: String,
-        /// The client.
         client: reqwest::Client,
     },
 }

@@ -147,10 +147,7 @@ mod tests {
     }
 
     fn ctx() -> DeployContext {
-        DeployContext {
-            config_host: "etcd".into(),
-            namespace: "sdp".into(),
-        }
+        crate::fixtures::deploy_context("etcd")
     }
 
     #[test]

@@ -14,7 +14,6 @@ const MAX_REASON_CHARS: usize = 2000;
 /// Why a block cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Invalid {
-    /// The metrics kind.
     pub kind: FailureKind,
     /// The sentence for the user.
     pub reason: String,

@@ -68,7 +68,8 @@ struct PartStatus {
     revision: i64,
 }
 
-/// The view.
+/// What the controller knows of etcd: the blocks, their states, the deployments and the
+/// registered workflows as the watches last reported them, with the indexes decide needs.
 #[derive(Debug)]
 pub(crate) struct View {
     /// Blocks by the ID in their key.
@@ -351,39 +352,10 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(path: &str, value: &str, rev: i64) -> Entry {
-        Entry {
-            path: path.into(),
-            value: value.into(),
-            mod_revision: rev,
-            create_revision: rev,
-        }
-    }
-
-    fn block(id: &str, deps: &[&str]) -> String {
-        let deps: Vec<String> = deps
-            .iter()
-            .map(|d| format!(r#"{{"pb_id": "{d}", "type": []}}"#))
-            .collect();
-        format!(
-            r#"{{"id": "{id}", "workflow": {{"type": "batch", "id": "w", "version": "1"}}, "parameters": {{}}, "dependencies": [{}]}}"#,
-            deps.join(",")
-        )
-    }
+    use crate::fixtures::{batch_block as block, entry, synced_view};
 
     fn synced() -> View {
-        let mut v = View::new(false);
-        for (part, _, _) in Part::ALL {
-            v.apply(
-                part,
-                WatchEvent::Listed {
-                    revision: 1,
-                    entries: Vec::new(),
-                },
-            );
-        }
-        v
+        synced_view(false)
     }
 
     fn keys(v: &View, w: Wake) -> Vec<String> {

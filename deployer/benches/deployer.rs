@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use sdp_config::{Config, ConnectionSettings, WatchEvent};
+use sdp_config::{Config, WatchEvent};
 use sdp_testing::EtcdServer;
 use serde_json::json;
 
@@ -83,12 +83,7 @@ async fn scenario(
     measure_rss: bool,
 ) -> Result<Run> {
     let etcd = EtcdServer::start()?;
-    let db = Config::connect(&ConnectionSettings {
-        host: etcd.host().into(),
-        port: etcd.port(),
-        ..Default::default()
-    })
-    .await?;
+    let db = Config::connect(&etcd.connection()).await?;
     let helm_dir = tempfile::tempdir()?;
     let work = tempfile::tempdir()?;
     let charts = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -304,10 +304,10 @@ fn decide_helm(s: &Situation<'_>, spec: &HelmSpec) -> Plan {
     let exhausted = s.policy.exhausted(attempts);
 
     // Backing off after a failure of this very spec.
-    if memory.digest.as_deref() == Some(spec.digest.as_str()) {
-        if let Some(at) = memory.retry_at.filter(|at| *at > s.now) {
-            return Plan::Wait(at, None);
-        }
+    if memory.digest.as_deref() == Some(spec.digest.as_str())
+        && let Some(at) = memory.retry_at.filter(|at| *at > s.now)
+    {
+        return Plan::Wait(at, None);
     }
 
     match &memory.observed {

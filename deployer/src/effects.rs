@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Copy)]
 pub(crate) struct HelmEntry<'a> {
     pub(crate) id: &'a str,
-    /// The entry as acted on.
     pub(crate) entry: &'a Item,
     /// What it asks for.
     pub(crate) spec: &'a HelmSpec,

@@ -10,6 +10,8 @@ mod chart;
 mod decide;
 mod effects;
 mod error;
+#[cfg(test)]
+mod fixtures;
 mod helm;
 mod memory;
 mod metrics;

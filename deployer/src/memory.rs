@@ -76,18 +76,11 @@ impl Memories {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::OwnedRelease;
+    use crate::fixtures::owned_release;
     use crate::helm::ReleaseStatus;
 
     fn owned() -> Observation {
-        Observation::Owned(OwnedRelease {
-            status: ReleaseStatus::Deployed,
-            revision: 1,
-            updated: None,
-            digest: None,
-            last_good: None,
-            detailed: false,
-        })
+        Observation::Owned(owned_release(ReleaseStatus::Deployed))
     }
 
     #[test]
@@ -110,8 +103,10 @@ mod tests {
         mem.attempts = 3;
         m.put("gone", mem, true);
         assert_eq!(m.take("gone").attempts, 0, "forgotten");
-        let mut mem = Memory::default();
-        mem.observed = owned();
+        let mem = Memory {
+            observed: owned(),
+            ..Memory::default()
+        };
         m.put("kept", mem, true);
         assert_eq!(m.take("kept").observed, owned());
     }

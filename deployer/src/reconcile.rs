@@ -139,10 +139,9 @@ impl Reconciler {
             if let (Some(t), Some(report)) = (
                 &target,
                 decide::queue_for_helm(subject, memory, self.helm_busy()),
-            ) {
-                if let Some(end) = self.report(t, &report).await {
-                    return Some(end);
-                }
+            ) && let Some(end) = self.report(t, &report).await
+            {
+                return Some(end);
             }
             return Some(Next::Then(HELM));
         }
@@ -163,10 +162,10 @@ impl Reconciler {
             }
             Plan::Wait(until, note) => {
                 decide::after_wait(memory);
-                if let (Some(note), Some(t)) = (note, &target) {
-                    if let Some(Next::At(when)) = self.report(t, &note).await {
-                        return Some(Next::At(when.min(tokio::time::Instant::from_std(until))));
-                    }
+                if let (Some(note), Some(t)) = (note, &target)
+                    && let Some(Next::At(when)) = self.report(t, &note).await
+                {
+                    return Some(Next::At(when.min(tokio::time::Instant::from_std(until))));
                 }
                 Some(at(until))
             }

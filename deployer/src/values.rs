@@ -149,10 +149,11 @@ pub(crate) fn typed(s: &str) -> Value {
     if s == "0" {
         return Value::from(0);
     }
-    if !s.is_empty() && !s.starts_with('0') {
-        if let Ok(i) = s.parse::<i64>() {
-            return Value::from(i);
-        }
+    if !s.is_empty()
+        && !s.starts_with('0')
+        && let Ok(i) = s.parse::<i64>()
+    {
+        return Value::from(i);
     }
     Value::String(s.to_string())
 }

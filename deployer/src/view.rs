@@ -40,7 +40,8 @@ impl Snapshot {
     }
 }
 
-/// The view.
+/// The deployment entries and their state keys as the watches last reported them, indexed
+/// by the release each maps to (two entries may map to one release).
 pub(crate) struct View {
     release_of: Box<dyn Fn(&str) -> String + Send + Sync>,
     entries: HashMap<String, Item>,
@@ -260,15 +261,7 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(path: &str, value: &str, rev: i64) -> Entry {
-        Entry {
-            path: path.into(),
-            value: value.into(),
-            mod_revision: rev,
-            create_revision: rev,
-        }
-    }
+    use crate::fixtures::entry;
 
     fn view() -> View {
         View::new(|id| id.to_ascii_lowercase())

@@ -13,7 +13,10 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! This crate must not depend on `sdp-config`: that crate uses this one in its tests.
+//! [`EtcdServer::connection`] gives the `sdp-config` connection settings of a server, the
+//! one way every test and bench connects. `sdp-config` uses this crate only in its
+//! integration tests and benches (never in `#[cfg(test)]` unit tests, which would see a
+//! second copy of its types).
 
 mod http;
 pub mod kube;
@@ -209,6 +212,28 @@ impl EtcdServer {
             env.push(("SDP_CONFIG_PASSWORD".to_owned(), password.clone()));
         }
         env
+    }
+
+    /// The connection settings of this server: endpoint, and the CA certificate and
+    /// credentials when TLS or auth is on; `sdp-config`'s defaults for the rest.
+    pub fn connection(&self) -> sdp_config::ConnectionSettings {
+        let (username, password) = match &self.opts.auth {
+            Some((user, password)) => (Some(user.clone()), Some(password.clone())),
+            None => (None, None),
+        };
+        sdp_config::ConnectionSettings {
+            host: HOST.to_owned(),
+            port: self.ports.client,
+            protocol: if self.opts.tls {
+                sdp_config::Protocol::Https
+            } else {
+                sdp_config::Protocol::Http
+            },
+            cert: self.ca_cert.clone(),
+            username,
+            password,
+            ..Default::default()
+        }
     }
 
     /// Kills etcd with SIGKILL, as a crash would, and waits for it to exit. The data
@@ -420,10 +445,10 @@ impl EtcdServer {
                 return Err(io::Error::other(format!("etcd exited with {status}")));
             }
             // /health answers 503 until there is a leader; connection errors until it listens.
-            if let Ok((200, body)) = http::get(self.ports.metrics, "/health") {
-                if body.contains(r#""health":"true""#) {
-                    return Ok(());
-                }
+            if let Ok((200, body)) = http::get(self.ports.metrics, "/health")
+                && body.contains(r#""health":"true""#)
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(io::Error::new(

@@ -158,10 +158,10 @@ impl Proc {
 
     /// Sends a signal (ignored when it has already exited).
     pub fn signal(&mut self, signal: Signal) {
-        if matches!(self.try_status(), Ok(None)) {
-            if let Ok(pid) = i32::try_from(self.pid()) {
-                let _ = kill(Pid::from_raw(pid), signal);
-            }
+        if matches!(self.try_status(), Ok(None))
+            && let Ok(pid) = i32::try_from(self.pid())
+        {
+            let _ = kill(Pid::from_raw(pid), signal);
         }
     }
 

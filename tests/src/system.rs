@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::Signal;
-use sdp_config::{Config, ConnectionSettings};
+use sdp_config::Config;
 use sdp_testing::EtcdServer;
 
 use crate::binaries::{binary, repo_root};
@@ -95,11 +95,7 @@ impl System {
             std::fs::create_dir_all(dir.path().join(sub))?;
         }
         let etcd = EtcdServer::start().context("cannot start etcd")?;
-        let settings = ConnectionSettings {
-            host: etcd.host().into(),
-            port: etcd.port(),
-            ..Default::default()
-        };
+        let settings = etcd.connection();
         let db = Config::connect(&settings).await?;
         let history = History::start(&db)?;
         let system = System {

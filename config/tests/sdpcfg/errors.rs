@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use sdp_config::ConnectionSettings;
 use sdp_testing::{EtcdOptions, EtcdServer, free_port};
 
 use crate::harness::{Db, fails, ok, sdpcfg, sdpcfg_with_env, today};
@@ -215,15 +214,7 @@ fn tls_and_authentication_come_from_the_environment() {
         sdpcfg(&etcd, &["get", "/sb/x"]).run(),
         ok("/sb/x = {\"secure\": true}\n")
     );
-    let db = Db::with_settings(ConnectionSettings {
-        host: etcd.host().into(),
-        port: etcd.port(),
-        protocol: sdp_config::Protocol::Https,
-        cert: etcd.ca_cert().map(Into::into),
-        username: Some("sdp".into()),
-        password: Some("s3cret".into()),
-        ..Default::default()
-    });
+    let db = Db::with_settings(etcd.connection());
     assert_eq!(db.get("/sb/x").as_deref(), Some("{\"secure\": true}"));
     let out = sdpcfg(&etcd, &["get", "/sb/x"])
         .env("SDP_CONFIG_PASSWORD", "wrong")

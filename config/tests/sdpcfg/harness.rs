@@ -103,11 +103,7 @@ pub struct Db {
 impl Db {
     /// Connect to a plain (no TLS, no auth) test server.
     pub fn new(etcd: &EtcdServer) -> Db {
-        Db::with_settings(ConnectionSettings {
-            host: etcd.host().into(),
-            port: etcd.port(),
-            ..Default::default()
-        })
+        Db::with_settings(etcd.connection())
     }
 
     /// Connect with the given settings.

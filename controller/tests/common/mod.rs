@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sdp_config::{Config, ConnectionSettings, Error};
+use sdp_config::{Config, Error};
 use sdp_controller::Settings;
 use sdp_testing::EtcdServer;
 use tokio::task::JoinHandle;
@@ -48,7 +48,7 @@ pub struct Env {
 impl Env {
     pub async fn start() -> Env {
         let etcd = EtcdServer::start().expect("etcd starts");
-        let db = Config::connect(&connection(&etcd)).await.expect("connect");
+        let db = Config::connect(&etcd.connection()).await.expect("connect");
         let dir = tempfile::tempdir().unwrap();
         let registry = dir.path().join("workflows.json");
         std::fs::write(&registry, registry_json(NEXUS, &[])).unwrap();
@@ -62,7 +62,7 @@ impl Env {
 
     /// Controller settings for this etcd and registry, HTTP on a free port.
     pub fn settings(&self) -> Settings {
-        let mut s = Settings::new(connection(&self.etcd));
+        let mut s = Settings::new(self.etcd.connection());
         s.workflows_url = self.registry.display().to_string();
         s.http_addr = format!("127.0.0.1:{}", sdp_testing::free_port());
         s
@@ -107,14 +107,6 @@ impl Env {
     /// Every configuration path under `prefix`, up to 3 levels below it.
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
         keys(&self.db, prefix).await
-    }
-}
-
-pub fn connection(etcd: &EtcdServer) -> ConnectionSettings {
-    ConnectionSettings {
-        host: etcd.host().to_string(),
-        port: etcd.port(),
-        ..Default::default()
     }
 }
 

@@ -5,56 +5,21 @@ use sdp_config::entity::{DeploymentState, DeploymentStatus};
 use serde_json::json;
 
 use super::*;
-use crate::chart::ResolvedChart;
 use crate::helm::HelmError;
-use crate::spec::{Desired, HelmSpec};
+use crate::spec::Desired;
 use crate::view::Item;
 
-const POLICY: Policy = Policy {
-    max_attempts: 3,
-    backoff: Duration::from_secs(2),
-    backoff_max: Duration::from_secs(300),
-    stale_after: Duration::from_secs(60),
-    busy_poll: Duration::from_secs(5),
-};
+use crate::fixtures::{POLICY, helm_spec as spec, owned_release, state};
 
-fn spec(digest: &str, replace: bool) -> Desired {
-    Desired::Helm(Box::new(HelmSpec {
-        deploy_id: "d".into(),
-        release: "d".into(),
-        namespace: "sdp".into(),
-        chart: ResolvedChart {
-            reference: "/charts/dask".into(),
-            name: "dask".into(),
-        },
-        values: json!({}),
-        digest: digest.into(),
-        replace_on_change: replace,
-    }))
-}
-
-fn state(status: DeploymentStatus, digest: &str, attempts: i64) -> DeploymentState {
-    DeploymentState {
-        status: Some(status.as_str().into()),
-        release: Some("d".into()),
-        namespace: Some("sdp".into()),
-        revision: Some(1),
-        digest: Some(digest.into()),
-        attempts: Some(attempts),
-        message: Some("m".into()),
-        updated: None,
-        extra: Default::default(),
-    }
-}
-
+/// Revision 3 of an owned release, updated now, revision 2 its last good one.
 fn owned(status: ReleaseStatus, digest: Option<&str>, detailed: bool) -> Observation {
     Observation::Owned(OwnedRelease {
-        status,
         revision: 3,
         updated: Some(Utc::now()),
         digest: digest.map(String::from),
         last_good: Some(2),
         detailed,
+        ..owned_release(status)
     })
 }
 

@@ -134,9 +134,7 @@ pub(crate) enum HelmError {
     /// helm could not be started.
     #[error("cannot run {program}: {source}")]
     Spawn {
-        /// The configured binary.
         program: String,
-        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -153,7 +151,6 @@ pub(crate) enum HelmError {
     TimedOut {
         /// `upgrade`, `uninstall`, …
         operation: &'static str,
-        /// The timeout.
         after: Duration,
     },
     /// The deployer stopped it (shutdown or lost leadership).

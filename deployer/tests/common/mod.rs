@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use sdp_config::Config;
 use sdp_config::entity::DeploymentState;
-use sdp_config::{Config, ConnectionSettings};
 use sdp_testing::EtcdServer;
 use serde_json::{Value, json};
 
@@ -192,12 +192,7 @@ impl Drop for Deployer {
 impl Harness {
     pub async fn start() -> Result<Harness> {
         let etcd = EtcdServer::start()?;
-        let settings = ConnectionSettings {
-            host: etcd.host().into(),
-            port: etcd.port(),
-            ..Default::default()
-        };
-        let db = Config::connect(&settings).await?;
+        let db = Config::connect(&etcd.connection()).await?;
         Ok(Harness {
             etcd,
             db,

@@ -29,10 +29,8 @@ impl Env {
     pub async fn start() -> Env {
         let etcd = EtcdServer::start().expect("etcd starts");
         let settings = ConnectionSettings {
-            host: etcd.host().to_string(),
-            port: etcd.port(),
             timeout_secs: 3.0,
-            ..Default::default()
+            ..etcd.connection()
         };
         let db = Config::connect(&settings).await.expect("connects");
         Env { etcd, settings, db }
