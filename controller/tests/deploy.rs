@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use sdp_config::json::to_python_string;
+use sdp_testing::fixtures::batch_block;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use sdp_config::Entry;
 use sdp_config::entity::{DeploymentState, DeploymentStatus};
+pub(crate) use sdp_testing::fixtures::entry;
 use serde_json::json;
 
 use crate::chart::ResolvedChart;
@@ -21,16 +21,6 @@ pub(crate) const POLICY: Policy = Policy {
     stale_after: Duration::from_secs(60),
     busy_poll: Duration::from_secs(5),
 };
-
-/// A watched key as etcd reports it, created and last changed at `rev`.
-pub(crate) fn entry(path: &str, value: &str, rev: i64) -> Entry {
-    Entry {
-        path: path.into(),
-        value: value.into(),
-        mod_revision: rev,
-        create_revision: rev,
-    }
-}
 
 /// The desired `dask` release `d` in namespace `sdp`, with this digest.
 pub(crate) fn helm_spec(digest: &str, replace_on_change: bool) -> Desired {

@@ -18,6 +18,7 @@
 //! integration tests and benches (never in `#[cfg(test)]` unit tests, which would see a
 //! second copy of its types).
 
+pub mod fixtures;
 mod http;
 pub mod kube;
 mod tls;

@@ -201,18 +201,6 @@ pub fn sdpcfg_block(id: &str, kind: &str, workflow: &str) -> String {
     )
 }
 
-/// A 2021-style batch block with dependencies.
-pub fn batch_block(id: &str, deps: &[&str]) -> String {
-    let deps: Vec<String> = deps
-        .iter()
-        .map(|d| format!(r#"{{"pb_id": "{d}", "type": ["calibration"]}}"#))
-        .collect();
-    format!(
-        r#"{{"id": "{id}", "sbi_id": null, "workflow": {{"type": "batch", "id": "teststate", "version": "0.1.0"}}, "parameters": {{}}, "dependencies": [{}]}}"#,
-        deps.join(", ")
-    )
-}
-
 /// The `status` and `reason` of a state value.
 pub fn status_of(state: &str) -> (String, String) {
     let v: serde_json::Value = serde_json::from_str(state).unwrap();

@@ -12,9 +12,8 @@ use serde_json::{Value, json};
 
 use super::apply;
 use super::resources::Kind;
-use super::routes::{json_response, not_allowed};
 use super::selectors::{FieldSelector, LabelSelector};
-use super::status::ApiError;
+use super::status::{ApiError, json_response, not_allowed};
 use super::store::Update;
 use super::watch::{self, WatchRequest};
 use super::{Shared, lock};

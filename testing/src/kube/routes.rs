@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
 use serde_json::Value;
 
 use super::Shared;
 use super::handlers::{ObjectRef, collection};
 use super::resources::{self, Kind};
-use super::status::ApiError;
+use super::status::{ApiError, json_response, not_allowed};
 
 /// What a URL names.
 #[derive(Debug, PartialEq, Eq)]
@@ -141,23 +141,6 @@ fn resource_target(group: &str, version: &str, rest: &[&str]) -> Option<Target> 
         [name, "status"] if kind.status => object(name, true),
         _ => None,
     }
-}
-
-pub(crate) fn not_allowed() -> ApiError {
-    ApiError::new(
-        405,
-        "MethodNotAllowed",
-        "the server does not allow this method on the requested resource",
-    )
-}
-
-pub(crate) fn json_response(code: StatusCode, value: &Value) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        value.to_string(),
-    )
-        .into_response()
 }
 
 fn failure(error: &ApiError) -> Response {

@@ -1,5 +1,8 @@
-//! Failures as the apiserver reports them: a `Status` object with the HTTP code.
+//! Answers as the apiserver writes them: JSON bodies, and failures as a `Status` object
+//! with the HTTP code.
 
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::resources::Kind;
@@ -82,4 +85,21 @@ impl ApiError {
         }
         status
     }
+}
+
+pub(crate) fn not_allowed() -> ApiError {
+    ApiError::new(
+        405,
+        "MethodNotAllowed",
+        "the server does not allow this method on the requested resource",
+    )
+}
+
+pub(crate) fn json_response(code: StatusCode, value: &Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
 }
