@@ -129,8 +129,9 @@
       items.push(btn);
     }
     items.push(el('span', 'sep', '·'));
-    items.push(el('span', 'sep', `${t.deployments} deployments, ${t.owners_alive} owners alive` +
-      (t.orphans ? `, ${t.orphans} of no block` : '')));
+    const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+    items.push(el('span', 'sep', `${plural(t.deployments, 'deployment')}, ` +
+      `${plural(t.owners_alive, 'owner')} alive` + (t.orphans ? `, ${t.orphans} of no block` : '')));
     nav.replaceChildren(...items);
   }
 
@@ -173,6 +174,7 @@
       const toggle = el('td', 'toggle');
       const button = el('button', null);
       button.type = 'button';
+      button.append(el('span', 'chevron'));
       toggle.append(button);
       const status = el('td', 'status');
       status.append(badge(b.status));
@@ -192,7 +194,6 @@
     }
     const open = view.expanded.has(b.id);
     const button = tr.cells[0].firstChild;
-    button.textContent = open ? '▾' : '▸';
     button.setAttribute('aria-expanded', String(open));
     button.setAttribute('aria-label', (open ? 'Hide' : 'Show') + ' the deployments of ' + b.id);
     tr.cells[4].textContent = b._t === null ? '—' : shortAge(now() - b._t);
@@ -206,11 +207,13 @@
     const items = [];
     const ids = b.deployments || [];
     if (!ids.length) items.push(el('span', 'dash', '—'));
+    // One badge per deployment: what became of its workload once that is known (the
+    // more telling of the two), else its release status; the tooltip has both.
     for (const id of ids.slice(0, 3)) {
       const d = model.deployments.get(id);
-      const status = d ? d.status : null;
-      const tag = badge(status);
-      tag.title = id + (d && d.workload_phase ? ' (workload ' + d.workload_phase + ')' : '');
+      const tag = badge(d ? d.workload_phase || d.status : null);
+      tag.title = id + ': release ' + ((d && d.status) || 'not reported') +
+        (d && d.workload_phase ? ', workload ' + d.workload_phase : '');
       items.push(tag);
     }
     if (ids.length > 3) items.push(el('span', 'more', '+' + (ids.length - 3)));

@@ -118,22 +118,34 @@ pub async fn write(db: &Config, changes: &[(String, Option<String>)]) -> Result<
 }
 
 /// A processing block as `sdpcfg process` creates it, with a secret among its parameters.
+/// Its workflow type is the ID's first word.
 pub fn block(id: &str) -> (String, Option<String>) {
+    let workflow = if id.starts_with("batch-") {
+        serde_json::json!({"type": "batch", "id": "ical", "version": "0.3.0"})
+    } else {
+        serde_json::json!({"type": "realtime", "id": "testdask", "version": "0.1.0"})
+    };
     let value = serde_json::json!({
         "pb_id": id,
         "sbi_id": null,
-        "workflow": {"type": "realtime", "id": "testdask", "version": "0.1.0"},
+        "workflow": workflow,
         "parameters": {"password": "hunter2-in-parameters"},
         "scan_parameters": {},
     });
     (format!("/pb/{id}"), Some(value.to_string()))
 }
 
-/// The block's state as the controller writes it.
-pub fn block_state(id: &str, status: &str, reason: Option<&str>) -> (String, Option<String>) {
+/// The block's state as the controller writes it, first written `age` ago.
+pub fn block_state(
+    id: &str,
+    status: &str,
+    reason: Option<&str>,
+    age: Duration,
+) -> (String, Option<String>) {
+    let since = chrono::Utc::now() - age;
     let mut value = serde_json::json!({
         "status": status,
-        "since": "2026-12-01T10:00:00Z",
+        "since": since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "resources_available": true,
     });
     if let Some(r) = reason {
