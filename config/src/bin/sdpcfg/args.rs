@@ -243,10 +243,10 @@ impl Command {
                 problems.push("Path contains non-permissable characters!");
             }
         }
-        if let Command::Process { workflow, .. } = self {
-            if let Err(problem) = workflow_ref(workflow) {
-                problems.push(problem);
-            }
+        if let Command::Process { workflow, .. } = self
+            && let Err(problem) = workflow_ref(workflow)
+        {
+            problems.push(problem);
         }
         problems
     }

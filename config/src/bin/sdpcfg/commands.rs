@@ -112,10 +112,10 @@ async fn delete_recursive(db: &Config, path: &str, out: Out) -> Result<()> {
                 let (own, below) = (own.clone(), below.clone());
                 Box::pin(async move {
                     let mut keys = Vec::new();
-                    if let Some(own) = own {
-                        if txn.get(&own).await?.is_some() {
-                            keys.push(own);
-                        }
+                    if let Some(own) = own
+                        && txn.get(&own).await?.is_some()
+                    {
+                        keys.push(own);
                     }
                     keys.extend(txn.list_keys(&below, levels).await?);
                     keys.sort();
