@@ -210,11 +210,10 @@ impl Election {
                             () = tx.closed() => return,
                             m = stream.message() => match m {
                                 Ok(Some(resp)) if resp.compact_revision() == 0 => {
-                                    if !resp.events().is_empty() {
-                                        if let Ok(value) = election.leader().await {
+                                    if !resp.events().is_empty()
+                                        && let Ok(value) = election.leader().await {
                                             publish(value);
                                         }
-                                    }
                                 }
                                 _ => break,
                             },

@@ -639,12 +639,12 @@ impl Txn {
             return Ok(Committed { revision, reads });
         }
         for ((_, path), op) in blind.iter().zip(resp.op_responses()) {
-            if let etcd_client::TxnOpResponse::Get(get) = op {
-                if get.count() > 0 {
-                    return Err(Error::AlreadyExists {
-                        path: (*path).clone(),
-                    });
-                }
+            if let etcd_client::TxnOpResponse::Get(get) = op
+                && get.count() > 0
+            {
+                return Err(Error::AlreadyExists {
+                    path: (*path).clone(),
+                });
             }
         }
         for guard in &self.guards {

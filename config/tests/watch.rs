@@ -70,10 +70,10 @@ async fn change_after_restart(db: &Config, path: &str, value: &str) -> Result<Ch
                         Box::pin(async move { t.get_with_revision(&p).await })
                     })
                     .await;
-                if let Ok(Some((v, rev))) = current {
-                    if v == value {
-                        return Ok((path.to_string(), Some(v), rev));
-                    }
+                if let Ok(Some((v, rev))) = current
+                    && v == value
+                {
+                    return Ok((path.to_string(), Some(v), rev));
                 }
             }
             Err(e) => return Err(e),

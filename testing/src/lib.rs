@@ -420,10 +420,10 @@ impl EtcdServer {
                 return Err(io::Error::other(format!("etcd exited with {status}")));
             }
             // /health answers 503 until there is a leader; connection errors until it listens.
-            if let Ok((200, body)) = http::get(self.ports.metrics, "/health") {
-                if body.contains(r#""health":"true""#) {
-                    return Ok(());
-                }
+            if let Ok((200, body)) = http::get(self.ports.metrics, "/health")
+                && body.contains(r#""health":"true""#)
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(io::Error::new(

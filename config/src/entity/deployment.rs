@@ -124,14 +124,14 @@ impl Deployment {
     ) -> Result<Self, ValidationError> {
         let id = take_str(&mut map, "deploy_id", "deploy_id")?;
         validate_deploy_id(&id)?;
-        if let Some(key_id) = key_id {
-            if key_id != id {
-                return Err(ValidationError::IdMismatch {
-                    field: "deploy_id",
-                    in_value: id,
-                    in_key: key_id.into(),
-                });
-            }
+        if let Some(key_id) = key_id
+            && key_id != id
+        {
+            return Err(ValidationError::IdMismatch {
+                field: "deploy_id",
+                in_value: id,
+                in_key: key_id.into(),
+            });
         }
         let kind = take_str(&mut map, "type", "type")?;
         let args = take_opt_object(&mut map, "args", "args")?;

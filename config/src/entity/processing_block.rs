@@ -216,18 +216,18 @@ impl ProcessingBlock {
         };
         let id = take_str(&mut map, field, field)?;
         validate_pb_id(&id)?;
-        if let Some(key_id) = key_id {
-            if key_id != id {
-                return Err(ValidationError::IdMismatch {
-                    field: if shape == PbShape::PbId {
-                        "pb_id"
-                    } else {
-                        "id"
-                    },
-                    in_value: id,
-                    in_key: key_id.to_string(),
-                });
-            }
+        if let Some(key_id) = key_id
+            && key_id != id
+        {
+            return Err(ValidationError::IdMismatch {
+                field: if shape == PbShape::PbId {
+                    "pb_id"
+                } else {
+                    "id"
+                },
+                in_value: id,
+                in_key: key_id.to_string(),
+            });
         }
         let sbi_id = take_opt_str(&mut map, "sbi_id", "sbi_id")?;
         let workflow = WorkflowRef::from_map(take_object(&mut map, "workflow", "workflow")?)?;

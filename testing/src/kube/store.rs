@@ -275,10 +275,10 @@ impl Store {
             };
         }
         meta.insert("generation".into(), json!(generation));
-        if !meta.contains_key("managedFields") {
-            if let Some(fields) = old["metadata"].get("managedFields") {
-                meta.insert("managedFields".into(), fields.clone());
-            }
+        if !meta.contains_key("managedFields")
+            && let Some(fields) = old["metadata"].get("managedFields")
+        {
+            meta.insert("managedFields".into(), fields.clone());
         }
         if object == old {
             // The apiserver does not write (nor bump the version) when nothing changed.

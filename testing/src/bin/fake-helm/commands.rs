@@ -181,10 +181,10 @@ impl Fake {
             };
             for e in entries.flatten() {
                 let path = e.path();
-                if path.extension().is_some_and(|x| x == "json") {
-                    if let Some(rel) = read_json(&path) {
-                        out.push(rel);
-                    }
+                if path.extension().is_some_and(|x| x == "json")
+                    && let Some(rel) = read_json(&path)
+                {
+                    out.push(rel);
                 }
             }
         }
@@ -380,12 +380,13 @@ impl Fake {
         let mut repos = read_json(&path).unwrap_or(json!({}));
         match cli.positional.as_slice() {
             [add, name, url] if add == "add" => {
-                if let Some(old) = repos.get(name) {
-                    if old.as_str() != Some(url) && !cli.has("force-update") {
-                        return Err(format!(
-                            "repository name ({name}) already exists, please specify a different name"
-                        ));
-                    }
+                if let Some(old) = repos.get(name)
+                    && old.as_str() != Some(url)
+                    && !cli.has("force-update")
+                {
+                    return Err(format!(
+                        "repository name ({name}) already exists, please specify a different name"
+                    ));
                 }
                 repos[name] = Value::from(url.as_str());
                 write_atomic(&path, &repos.to_string())?;
