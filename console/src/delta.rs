@@ -28,6 +28,16 @@ pub(crate) struct Delta<'a> {
     pub totals: &'a Totals,
 }
 
+impl Delta<'_> {
+    /// Blocks and deployments it names.
+    pub fn entries(&self) -> usize {
+        self.blocks.len()
+            + self.removed_blocks.len()
+            + self.deployments.len()
+            + self.removed_deployments.len()
+    }
+}
+
 /// The delta from `old` to `new`.
 pub(crate) fn between<'a>(old: &'a Snapshot, new: &'a Snapshot) -> Delta<'a> {
     let (blocks, removed_blocks) = changed(&old.blocks, &new.blocks, |b| &b.id);
@@ -136,6 +146,7 @@ mod tests {
         assert!(d.deployments.is_empty());
         assert!(d.removed_deployments.is_empty());
         assert_eq!(d.totals.blocks, 3);
+        assert_eq!(d.entries(), 3);
         let same = between(&new, &new);
         assert!(same.blocks.is_empty() && same.removed_blocks.is_empty());
     }

@@ -4,7 +4,8 @@
 //! picture), `changes` (the recent feed), then a `delta` after every change of the
 //! picture and a `change` per change record, from frames formatted once for all pages.
 //! A page that reads too slowly to keep up gets a fresh `snapshot` instead of the deltas
-//! it missed. Each delta names the revision it applies to, so a page can check that it
+//! it missed, and so does every page when too much changed at once for a delta (the first
+//! listing, a listing again). Each delta names the revision it applies to, so a page can check that it
 //! missed nothing.
 
 use std::convert::Infallible;
@@ -133,6 +134,8 @@ impl Page {
                 // Cannot happen (deltas are published in order, after their
                 // snapshot); should it, the page starts again from the whole picture.
                 Ok(Frame::Delta { .. }) => return Some(self.snapshot()),
+                Ok(Frame::Reset { to }) if to <= at => continue,
+                Ok(Frame::Reset { .. }) => return Some(self.snapshot()),
                 Ok(Frame::Change(event)) => return Some(vec![event]),
                 Err(RecvError::Lagged(_)) => {
                     self.hub.metrics.resent.inc();

@@ -51,6 +51,12 @@ pub(crate) enum Frame {
         /// The whole event, `event:` line to blank line.
         event: Bytes,
     },
+    /// Too much changed for a delta (the first listing, a listing again after a
+    /// compaction): every page takes the whole snapshot of revision `to` or later.
+    Reset {
+        /// Revision of the snapshot published with it.
+        to: i64,
+    },
     /// A `change` event for the feed.
     Change(Bytes),
 }

@@ -11,6 +11,10 @@ use tokio_util::sync::CancellationToken;
 use crate::delta;
 use crate::hub::{Frame, Hub, Published, event, to_json};
 
+/// Most blocks and deployments (changed or removed) sent as a delta; beyond, pages
+/// get the whole snapshot.
+const MAX_DELTA: usize = 1_000;
+
 /// Publish until `shutdown` fires or the follower stops.
 pub(crate) async fn run(hub: Arc<Hub>, follower: Follower, shutdown: CancellationToken) {
     let mut snapshots = follower.snapshots();
@@ -48,10 +52,16 @@ pub(crate) fn publish(hub: &Hub, snapshot: Arc<sdp_config::overview::Snapshot>) 
     }
     let frame = {
         let delta = delta::between(&before.snapshot, &snapshot);
-        Frame::Delta {
-            from: delta.from,
-            to: delta.revision,
-            event: event("delta", &to_json(&delta)),
+        if delta.entries() > MAX_DELTA {
+            // The pages share the snapshot's own JSON instead, and the frame buffer
+            // keeps no copy of everything.
+            Frame::Reset { to: delta.revision }
+        } else {
+            Frame::Delta {
+                from: delta.from,
+                to: delta.revision,
+                event: event("delta", &to_json(&delta)),
+            }
         }
     };
     hub.publish(Arc::new(Published::new(snapshot)), Some(frame));
