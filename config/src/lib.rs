@@ -4,7 +4,8 @@
 //! This crate is the only code in the project that talks to etcd or builds keys and
 //! JSON values. Daemons use [`Config`] for transactions ([`Config::transact`]), watches
 //! ([`Config::watch`]), leases ([`Config::grant_lease`]) and leader election
-//! ([`Config::election`]), and speak in the [`entity`] types.
+//! ([`Config::election`]), and speak in the [`entity`] types. Front ends read the whole
+//! system through [`overview`].
 
 pub mod backoff;
 mod client;
@@ -14,6 +15,7 @@ mod error;
 pub mod identity;
 pub mod json;
 mod lease;
+pub mod overview;
 pub mod path;
 mod settings;
 mod txn;

@@ -6,6 +6,7 @@
 //! again. Events at or below the last delivered revision are dropped, so each change is
 //! delivered once, in revision order.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use etcd_client::{EventType, GetOptions, WatchOptions};
@@ -63,9 +64,14 @@ impl WatchEvent {
     }
 }
 
-/// A running watch. Receive with [`Watch::next`]; dropping it stops the watch.
+/// A running watch. Receive with [`Watch::next`] (or [`Watch::next_batch`]); dropping
+/// it stops the watch.
 pub struct Watch {
-    rx: mpsc::Receiver<WatchEvent>,
+    /// The events of one etcd watch response per message, so that a transaction's
+    /// changes (one revision, one response) stay together.
+    rx: mpsc::Receiver<Vec<WatchEvent>>,
+    /// Events of the last message not handed out yet.
+    pending: VecDeque<WatchEvent>,
     stop: CancellationToken,
 }
 
@@ -78,7 +84,35 @@ impl Drop for Watch {
 impl Watch {
     /// The next event; `None` only after the watch was stopped.
     pub async fn next(&mut self) -> Option<WatchEvent> {
-        self.rx.recv().await
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Some(ev);
+            }
+            self.pending = self.rx.recv().await?.into();
+        }
+    }
+
+    /// The next events, at least one: the rest of the etcd response being handed out,
+    /// or the next response whole. Every change of one transaction (one revision) comes
+    /// in one batch. `None` only after the watch was stopped.
+    pub async fn next_batch(&mut self) -> Option<Vec<WatchEvent>> {
+        if !self.pending.is_empty() {
+            return Some(self.pending.drain(..).collect());
+        }
+        loop {
+            let batch = self.rx.recv().await?;
+            if !batch.is_empty() {
+                return Some(batch);
+            }
+        }
+    }
+
+    /// As [`Watch::next_batch`], without waiting: `None` when nothing has arrived.
+    pub fn try_next_batch(&mut self) -> Option<Vec<WatchEvent>> {
+        if !self.pending.is_empty() {
+            return Some(self.pending.drain(..).collect());
+        }
+        self.rx.try_recv().ok()
     }
 }
 
@@ -94,16 +128,34 @@ impl Config {
     pub fn watch(&self, prefix: &str, levels: usize, start_revision: Option<i64>) -> Result<Watch> {
         path::validate_prefix(prefix)?;
         let start = self.keys().key_prefix(prefix, levels).into_bytes();
+        let end = prefix_end(&start);
+        Ok(self.watch_range(start, end, start_revision))
+    }
+
+    /// Watch the etcd keys in `[start, end)` (already tagged and prefixed), as
+    /// [`Config::watch`] does for one level of a prefix. Keys in the range that are not
+    /// configuration paths of this key space are skipped.
+    pub(crate) fn watch_range(
+        &self,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        start_revision: Option<i64>,
+    ) -> Watch {
         let (tx, rx) = mpsc::channel(1024);
         let stop = CancellationToken::new();
         let task = WatchTask {
             db: self.clone(),
             start,
+            end,
             tx,
             stop: stop.clone(),
         };
         tokio::spawn(task.run(start_revision));
-        Ok(Watch { rx, stop })
+        Watch {
+            rx,
+            pending: VecDeque::new(),
+            stop,
+        }
     }
 
     /// Wait until anything `reads` covers changes after the revision it was read at
@@ -185,7 +237,8 @@ impl Config {
 struct WatchTask {
     db: Config,
     start: Vec<u8>,
-    tx: mpsc::Sender<WatchEvent>,
+    end: Vec<u8>,
+    tx: mpsc::Sender<Vec<WatchEvent>>,
     stop: CancellationToken,
 }
 
@@ -232,7 +285,7 @@ impl WatchTask {
         }
     }
 
-    async fn send(&self, ev: WatchEvent) -> bool {
+    async fn send(&self, ev: Vec<WatchEvent>) -> bool {
         tokio::select! {
             () = self.stop.cancelled() => false,
             r = self.tx.send(ev) => r.is_ok(),
@@ -241,7 +294,7 @@ impl WatchTask {
 
     /// List the range; returns the revision to watch from, or `None` to stop.
     async fn list(&self) -> Result<Option<i64>> {
-        let end = prefix_end(&self.start);
+        let end = self.end.clone();
         let mut entries = Vec::new();
         let mut from = self.start.clone();
         let mut revision = None;
@@ -275,7 +328,10 @@ impl WatchTask {
             }
         }
         let revision = revision.unwrap_or(0);
-        if !self.send(WatchEvent::Listed { revision, entries }).await {
+        if !self
+            .send(vec![WatchEvent::Listed { revision, entries }])
+            .await
+        {
             return Ok(None);
         }
         Ok(Some(revision + 1))
@@ -283,7 +339,7 @@ impl WatchTask {
 
     async fn watch_from(&self, mut from: i64, backoff: &mut Backoff) -> Step {
         let opts = WatchOptions::new()
-            .with_range(prefix_end(&self.start))
+            .with_range(self.end.clone())
             .with_start_revision(from)
             .with_progress_notify();
         let mut client = self.db.client();
@@ -347,6 +403,7 @@ impl WatchTask {
                     next = next.max(h.revision() + 1);
                 }
             }
+            let mut batch = Vec::with_capacity(resp.events().len());
             for ev in resp.events() {
                 let Some(kv) = ev.kv() else { continue };
                 let rev = kv.mod_revision();
@@ -369,9 +426,10 @@ impl WatchTask {
                         revision: rev,
                     },
                 };
-                if !self.send(event).await {
-                    return Step::Stop;
-                }
+                batch.push(event);
+            }
+            if !batch.is_empty() && !self.send(batch).await {
+                return Step::Stop;
             }
             from = next;
         }

@@ -4,6 +4,8 @@
 //! description of the tool), error cases included.
 //!
 //! Each test starts its own etcd; the tool sees it only through `SDP_CONFIG_*`.
+//! The new commands (`status`, `workflows`, `process --wait`) have no Python
+//! counterpart: their expected text is this project's own (golden text).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,6 +18,10 @@ mod edit;
 mod errors;
 #[path = "sdpcfg/process_deploy.rs"]
 mod process_deploy;
+#[path = "sdpcfg/process_wait.rs"]
+mod process_wait;
+#[path = "sdpcfg/status.rs"]
+mod status;
 #[path = "sdpcfg/watch.rs"]
 mod watch;
 

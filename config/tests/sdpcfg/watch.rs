@@ -10,14 +10,15 @@ use sdp_testing::EtcdServer;
 use crate::harness::{ok, sdpcfg};
 use crate::start;
 
-/// A running `sdpcfg watch …` whose output lines arrive on a channel.
-struct Watching {
+/// A running `sdpcfg watch …` (or `status --watch`) whose output lines arrive on a
+/// channel.
+pub struct Watching {
     child: Child,
     lines: mpsc::Receiver<String>,
 }
 
 impl Watching {
-    fn start(etcd: &EtcdServer, args: &[&str]) -> Watching {
+    pub fn start(etcd: &EtcdServer, args: &[&str]) -> Watching {
         let mut cmd = sdpcfg(etcd, args).into_command();
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -37,7 +38,7 @@ impl Watching {
         Watching { child, lines }
     }
 
-    fn next_line(&self) -> String {
+    pub fn next_line(&self) -> String {
         self.lines
             .recv_timeout(Duration::from_secs(30))
             .expect("a line from sdpcfg watch within 30 s")
@@ -50,7 +51,7 @@ impl Watching {
         }
     }
 
-    fn interrupt(mut self) -> (std::process::ExitStatus, String) {
+    pub fn interrupt(mut self) -> (std::process::ExitStatus, String) {
         let status = std::process::Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();

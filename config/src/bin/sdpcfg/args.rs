@@ -18,6 +18,8 @@ sdpcfg [options] (get|watch) <path>
        sdpcfg [options] edit <path>
        sdpcfg [options] process <type:id:version> [<parameters>]
        sdpcfg [options] deploy <type> <name> <parameters>
+       sdpcfg [options] status [--watch] [-o json|yaml] [--status <S>] [--workflow <W>]
+       sdpcfg [options] workflows [-o json|yaml]
        sdpcfg --help";
 
 const COMMANDS_HELP: &str = "\
@@ -53,10 +55,25 @@ Commands (each with an example):
       Create a processing block with a new ID '<type>-<YYYYMMDD>-<NNNN>' and the given
       parameters (a YAML or JSON mapping); prints 'OK, pb_id = <id>'.
         sdpcfg process realtime:testdask:0.1.0 '{n_workers: 2}'
+      With --wait[=SECONDS] (default 60): then wait until the block is STARTING,
+      WAITING, RUNNING or FINISHED and print '<pb_id> <STATUS>'; exit status 1 with the
+      reason when it FAILED (or was CANCELLED), or when the time is up.
+        sdpcfg process --wait=30 realtime:testdask:0.1.0
   deploy <type> <name> <parameters>
       Create deployment /deploy/<name> of type helm, process-direct or kubernetes-direct
       with the given arguments (a YAML or JSON mapping). Prints nothing on success.
         sdpcfg deploy helm mydask '{chart: stable/dask, values: {worker.replicas: 2}}'
+  status [--watch] [-o json|yaml] [--status <S>] [--workflow <W>]
+      One line per processing block (ID, workflow, status, age, owner, reason), its
+      deployments under it (ID, chart, release status, workload phase, message), the
+      deployments of no block, and totals. --watch redraws on every change until
+      Ctrl-C; -o prints JSON or YAML; --status FAILED,RUNNING (NONE: no state yet) and
+      --workflow realtime:testdask:0.1.0 (or realtime:testdask, or testdask) filter.
+        sdpcfg status --status FAILED
+  workflows [-o json|yaml]
+      The registered workflows: /workflow/<type>:<id>:<version> entries, and the
+      registry file SDP_WORKFLOWS_URL names when it is a local file.
+        sdpcfg workflows
 
 A <value> or <parameters> of '-' is read from standard input:
         sdpcfg create /sb/sbi-001 - < sbi.json
@@ -75,6 +92,10 @@ Environment:
   SDP_CONFIG_PREFIX    global path prefix, as --prefix (default: none)
   EDITOR               editor for 'edit' (default vi). Run without a shell: split on
                        whitespace into a program and its arguments, file name appended.
+  SDP_WORKFLOWS_URL    registry file read by 'workflows' when a local path or file://
+                       URL (default: none)
+  NO_COLOR             when set, 'status' prints no colours (default: colours on a
+                       terminal only)
 
 Exit status: 0 on success; 1 on any error (bad input, etcd unreachable, create of an
 existing key, update or delete of a missing key). Errors go to standard error.
@@ -105,9 +126,59 @@ pub struct Cli {
     /// everything below it.
     #[arg(short = 'R')]
     pub recursive: bool,
+    /// With status: redraw on every change, until Ctrl-C.
+    #[arg(long = "watch")]
+    pub watch_flag: bool,
+    /// With status and workflows: print JSON or YAML instead of a table.
+    #[arg(short = 'o', long = "output", value_name = "FORMAT", value_enum)]
+    pub output: Option<Format>,
+    /// With status: only blocks with one of these statuses (comma-separated or
+    /// repeated; NONE for blocks without a state).
+    #[arg(long = "status", value_name = "S", value_delimiter = ',', action = clap::ArgAction::Append)]
+    pub statuses: Vec<String>,
+    /// With status: only blocks of one of these workflows (type:id:version, type:id or
+    /// id; comma-separated or repeated).
+    #[arg(long = "workflow", value_name = "W", value_delimiter = ',', action = clap::ArgAction::Append)]
+    pub workflows: Vec<String>,
+    /// With process: wait until the block starts, at most SECONDS.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "60"
+    )]
+    pub wait: Option<f64>,
+    /// The time `status` computes ages from (RFC 3339), instead of the clock: for tests.
+    #[arg(long, hide = true, value_name = "TIME")]
+    pub now: Option<String>,
     /// The command and its arguments (see Commands below).
     #[arg(value_name = "COMMAND", allow_negative_numbers = true)]
     pub words: Vec<String>,
+}
+
+/// `-o`: a format for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// What `status` shows and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusOptions {
+    /// Redraw on every change.
+    pub watch: bool,
+    /// JSON or YAML instead of the table.
+    pub format: Option<Format>,
+    /// Only blocks with these statuses (upper case; `NONE`: no state).
+    pub statuses: Vec<String>,
+    /// Only blocks of these workflows.
+    pub workflows: Vec<String>,
+    /// The time ages are computed from, instead of the clock.
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A command as typed, before its input is checked.
@@ -130,10 +201,11 @@ pub enum Command {
     Update { path: String, value: String },
     /// `edit <path>`.
     Edit { path: String },
-    /// `process <type:id:version> [<parameters>]`.
+    /// `process <type:id:version> [<parameters>]`, maybe `--wait`.
     Process {
         workflow: String,
         parameters: Option<String>,
+        wait: Option<std::time::Duration>,
     },
     /// `deploy <type> <name> <parameters>`.
     Deploy {
@@ -141,11 +213,77 @@ pub enum Command {
         name: String,
         parameters: String,
     },
+    /// `status`.
+    Status(StatusOptions),
+    /// `workflows`.
+    Workflows { format: Option<Format> },
 }
 
-const COMMAND_NAMES: [&str; 10] = [
-    "get", "watch", "ls", "list", "delete", "create", "update", "edit", "process", "deploy",
+const COMMAND_NAMES: [&str; 12] = [
+    "get",
+    "watch",
+    "ls",
+    "list",
+    "delete",
+    "create",
+    "update",
+    "edit",
+    "process",
+    "deploy",
+    "status",
+    "workflows",
 ];
+
+/// The command with its options: [`parse_words`], then the options that belong to
+/// `status`, `workflows` and `process`, refused with any other command.
+///
+/// # Errors
+/// A usage message.
+pub fn command(cli: &Cli) -> Result<Command, String> {
+    let mut command = parse_words(&cli.words, cli.recursive)?;
+    let status_only = cli.watch_flag || !cli.statuses.is_empty() || !cli.workflows.is_empty();
+    match &mut command {
+        Command::Status(options) => {
+            options.watch = cli.watch_flag;
+            options.format = cli.output;
+            options.statuses = cli
+                .statuses
+                .iter()
+                .map(|s| s.trim().to_ascii_uppercase())
+                .collect();
+            options.workflows = cli.workflows.iter().map(|w| w.trim().to_string()).collect();
+            options.now = cli.now.as_deref().map(parse_now).transpose()?;
+        }
+        Command::Workflows { format } if !status_only => *format = cli.output,
+        Command::Process { wait, .. } if !status_only && cli.output.is_none() => {
+            *wait = cli.wait.map(wait_duration).transpose()?;
+        }
+        _ if status_only => {
+            return Err("--watch, --status and --workflow apply only to status".into());
+        }
+        _ if cli.output.is_some() => {
+            return Err("-o/--output applies only to status and workflows".into());
+        }
+        _ => {}
+    }
+    if cli.wait.is_some() && !matches!(command, Command::Process { .. }) {
+        return Err("--wait applies only to process".into());
+    }
+    Ok(command)
+}
+
+fn parse_now(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("--now must be an RFC 3339 time: {e}"))
+}
+
+fn wait_duration(seconds: f64) -> Result<std::time::Duration, String> {
+    std::time::Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero() && d.as_secs() <= 86_400)
+        .ok_or_else(|| format!("--wait takes a number of seconds from 0 to 86400, not {seconds}"))
+}
 
 /// Match the positional words against the grammar.
 ///
@@ -196,11 +334,21 @@ pub fn parse_words(words: &[String], recursive: bool) -> Result<Command, String>
         ["process", workflow] => Command::Process {
             workflow: s(workflow),
             parameters: None,
+            wait: None,
         },
         ["process", workflow, parameters] => Command::Process {
             workflow: s(workflow),
             parameters: Some(s(parameters)),
+            wait: None,
         },
+        ["status"] => Command::Status(StatusOptions {
+            watch: false,
+            format: None,
+            statuses: Vec::new(),
+            workflows: Vec::new(),
+            now: None,
+        }),
+        ["workflows"] => Command::Workflows { format: None },
         ["deploy", kind, name, parameters] => Command::Deploy {
             kind: s(kind),
             name: s(name),
@@ -230,7 +378,10 @@ impl Command {
             | Command::Edit { path } => (Some(path), true),
             Command::Delete { path, recursive } => (Some(path), !recursive),
             Command::List { path, .. } => (Some(path), false),
-            Command::Process { .. } | Command::Deploy { .. } => (None, false),
+            Command::Process { .. }
+            | Command::Deploy { .. }
+            | Command::Status(_)
+            | Command::Workflows { .. } => (None, false),
         };
         if let Some(path) = path {
             if !path.starts_with('/') {
@@ -426,6 +577,81 @@ mod tests {
             watch: false,
         };
         assert!(list.problems().is_empty());
+    }
+
+    fn command_of(line: &str) -> Result<Command, String> {
+        let argv = std::iter::once("sdpcfg").chain(line.split_whitespace());
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        command(&cli)
+    }
+
+    #[test]
+    fn status_takes_its_options_anywhere_and_repeated() {
+        let Command::Status(o) = command_of(
+            "--status failed,running status --watch --status none --workflow testdask -o yaml",
+        )
+        .unwrap() else {
+            panic!("not status")
+        };
+        assert!(o.watch);
+        assert_eq!(o.format, Some(Format::Yaml));
+        assert_eq!(o.statuses, ["FAILED", "RUNNING", "NONE"]);
+        assert_eq!(o.workflows, ["testdask"]);
+        let Command::Status(o) = command_of("status --now 2026-12-01T10:00:00Z").unwrap() else {
+            panic!("not status")
+        };
+        assert_eq!(o.now.unwrap().to_rfc3339(), "2026-12-01T10:00:00+00:00");
+        assert!(command_of("status --now yesterday").is_err());
+    }
+
+    #[test]
+    fn wait_takes_an_optional_number_of_seconds() {
+        let wait = |line: &str| match command_of(line) {
+            Ok(Command::Process { wait, .. }) => Ok(wait),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(wait("process batch:x:1").unwrap(), None);
+        assert_eq!(
+            wait("process --wait batch:x:1").unwrap(),
+            Some(std::time::Duration::from_secs(60))
+        );
+        assert_eq!(
+            wait("process batch:x:1 --wait=2.5").unwrap(),
+            Some(std::time::Duration::from_millis(2500))
+        );
+        assert!(wait("process --wait=0 batch:x:1").is_err());
+        assert!(wait("process --wait=-1 batch:x:1").is_err());
+    }
+
+    #[test]
+    fn new_options_are_refused_with_other_commands() {
+        assert_eq!(
+            command_of("get /x --watch").unwrap_err(),
+            "--watch, --status and --workflow apply only to status"
+        );
+        assert_eq!(
+            command_of("workflows --status FAILED").unwrap_err(),
+            "--watch, --status and --workflow apply only to status"
+        );
+        assert_eq!(
+            command_of("ls /x -o json").unwrap_err(),
+            "-o/--output applies only to status and workflows"
+        );
+        assert_eq!(
+            command_of("status --wait").unwrap_err(),
+            "--wait applies only to process"
+        );
+        assert_eq!(
+            command_of("workflows -o json").unwrap(),
+            Command::Workflows {
+                format: Some(Format::Json)
+            }
+        );
+        assert_eq!(
+            command_of("status x").unwrap_err(),
+            "wrong arguments for 'status'"
+        );
     }
 
     #[test]

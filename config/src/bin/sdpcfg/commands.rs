@@ -78,11 +78,19 @@ pub async fn run(db: &Config, action: Action, out: Out) -> Result<()> {
         Action::Process {
             workflow,
             parameters,
+            wait,
         } => {
             let date = chrono::Local::now().format("%Y%m%d").to_string();
             let id = create_processing_block(db, workflow, parameters, &date).await?;
-            Ok(out.confirm(&format!("OK, pb_id = {id}"))?)
+            out.confirm(&format!("OK, pb_id = {id}"))?;
+            if let Some(limit) = wait {
+                let status = crate::wait::until_started(db, &id, limit).await?;
+                out.line(&format!("{id} {status}"))?;
+            }
+            Ok(())
         }
+        Action::Status(options) => crate::status::status(db, options).await,
+        Action::Workflows { format } => crate::workflows::workflows(db, format, out).await,
         Action::Deploy { path, value } => {
             // Like the Python tool, prints nothing on success.
             db.transact(move |txn| {

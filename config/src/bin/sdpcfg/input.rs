@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use sdp_config::entity::{Deployment, WorkflowRef};
 use serde_json::{Map, Value, json};
 
-use crate::args::{Command, workflow_ref};
+use crate::args::{Command, Format, StatusOptions, workflow_ref};
 
 /// What to do, with every input resolved and validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,13 +29,18 @@ pub enum Action {
     Update { path: String, value: String },
     /// Edit a value in `$EDITOR`.
     Edit { path: String },
-    /// Create a processing block with a new ID.
+    /// Create a processing block with a new ID; maybe wait until it starts.
     Process {
         workflow: WorkflowRef,
         parameters: Map<String, Value>,
+        wait: Option<std::time::Duration>,
     },
     /// Create a deployment: its path and its formatted value.
     Deploy { path: String, value: String },
+    /// Show the blocks and deployments.
+    Status(StatusOptions),
+    /// List the registered workflows.
+    Workflows { format: Option<Format> },
 }
 
 /// Resolve a command's input. `stdin` is read only when an argument is `-`.
@@ -78,9 +83,12 @@ pub fn prepare(
             path,
             value: resolve(value)?,
         },
+        Command::Status(options) => Action::Status(options),
+        Command::Workflows { format } => Action::Workflows { format },
         Command::Process {
             workflow,
             parameters,
+            wait,
         } => {
             let workflow = workflow_ref(&workflow).map_err(anyhow::Error::msg)?;
             let parameters = match parameters {
@@ -90,6 +98,7 @@ pub fn prepare(
             Action::Process {
                 workflow,
                 parameters,
+                wait,
             }
         }
         Command::Deploy {

@@ -13,6 +13,10 @@ mod input;
 mod output;
 mod report;
 mod show;
+mod status;
+mod table;
+mod wait;
+mod workflows;
 
 use std::process::ExitCode;
 
@@ -37,7 +41,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    let command = match args::parse_words(&cli.words, cli.recursive) {
+    let command = match args::command(&cli) {
         Ok(command) => command,
         Err(message) => {
             let _ = Cli::command()
