@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 use crate::path::{self, prefix_end};
 use crate::txn::ReadSet;
 
+/// Keys per range request of a listing.
+const LIST_PAGE: i64 = 5_000;
+
 /// One key and its value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -129,16 +132,18 @@ impl Config {
         path::validate_prefix(prefix)?;
         let start = self.keys().key_prefix(prefix, levels).into_bytes();
         let end = prefix_end(&start);
-        Ok(self.watch_range(start, end, start_revision))
+        Ok(self.watch_range(start, end, Vec::new(), start_revision))
     }
 
     /// Watch the etcd keys in `[start, end)` (already tagged and prefixed), as
     /// [`Config::watch`] does for one level of a prefix. Keys in the range that are not
-    /// configuration paths of this key space are skipped.
+    /// configuration paths of this key space are skipped. A listing is read in parts cut
+    /// at `splits`, side by side, at one revision.
     pub(crate) fn watch_range(
         &self,
         start: Vec<u8>,
         end: Vec<u8>,
+        splits: Vec<Vec<u8>>,
         start_revision: Option<i64>,
     ) -> Watch {
         let (tx, rx) = mpsc::channel(1024);
@@ -147,6 +152,7 @@ impl Config {
             db: self.clone(),
             start,
             end,
+            splits,
             tx,
             stop: stop.clone(),
         };
@@ -238,6 +244,8 @@ struct WatchTask {
     db: Config,
     start: Vec<u8>,
     end: Vec<u8>,
+    /// Keys inside the range at which a listing is cut into parts read side by side.
+    splits: Vec<Vec<u8>>,
     tx: mpsc::Sender<Vec<WatchEvent>>,
     stop: CancellationToken,
 }
@@ -294,12 +302,52 @@ impl WatchTask {
 
     /// List the range; returns the revision to watch from, or `None` to stop.
     async fn list(&self) -> Result<Option<i64>> {
-        let end = self.end.clone();
+        let (entries, revision) = if self.splits.is_empty() {
+            self.list_part(&self.start, &self.end, None).await?
+        } else {
+            // Every part at one revision, read side by side: etcd serves them on
+            // several cores, and the parts together are one consistent listing.
+            let revision = self.db.current_revision().await?;
+            let mut bounds = vec![self.start.clone()];
+            bounds.extend(
+                self.splits
+                    .iter()
+                    .filter(|k| **k > self.start && **k < self.end)
+                    .cloned(),
+            );
+            bounds.push(self.end.clone());
+            let parts = futures::future::try_join_all(
+                bounds
+                    .windows(2)
+                    .map(|w| self.list_part(&w[0], &w[1], Some(revision))),
+            )
+            .await?;
+            let entries = parts.into_iter().flat_map(|(e, _)| e).collect();
+            (entries, revision)
+        };
+        if !self
+            .send(vec![WatchEvent::Listed { revision, entries }])
+            .await
+        {
+            return Ok(None);
+        }
+        Ok(Some(revision + 1))
+    }
+
+    /// The entries in `[start, end)` at `revision` (`None`: the current one), and the
+    /// revision read at.
+    async fn list_part(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        mut revision: Option<i64>,
+    ) -> Result<(Vec<Entry>, i64)> {
         let mut entries = Vec::new();
-        let mut from = self.start.clone();
-        let mut revision = None;
+        let mut from = start.to_vec();
         loop {
-            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(5_000);
+            let mut opts = GetOptions::new()
+                .with_range(end.to_vec())
+                .with_limit(LIST_PAGE);
             if let Some(r) = revision {
                 opts = opts.with_revision(r);
             }
@@ -327,14 +375,7 @@ impl WatchTask {
                 _ => break,
             }
         }
-        let revision = revision.unwrap_or(0);
-        if !self
-            .send(vec![WatchEvent::Listed { revision, entries }])
-            .await
-        {
-            return Ok(None);
-        }
-        Ok(Some(revision + 1))
+        Ok((entries, revision.unwrap_or(0)))
     }
 
     async fn watch_from(&self, mut from: i64, backoff: &mut Backoff) -> Step {

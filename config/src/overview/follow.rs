@@ -68,12 +68,18 @@ impl Follower {
 ///
 /// One etcd watch covers it all: the key range from `/deploy/` at its depth to
 /// `/pb/<id>/…` one level down (depth-tagged keys sort by depth, then path), listed at
-/// one revision and watched from the next; a compacted revision means listing again.
+/// one revision (in four parts read side by side) and watched from the next; a
+/// compacted revision means listing again.
 /// Must be called inside a tokio runtime.
 pub fn follow(db: &Config, shutdown: CancellationToken) -> Follower {
-    let start = db.keys().key_prefix("/deploy/", 0).into_bytes();
-    let end = prefix_end(db.keys().key_prefix("/pb/", 1).as_bytes());
-    let watch = db.watch_range(start, end, None);
+    let keys = db.keys();
+    let start = keys.key_prefix("/deploy/", 0).into_bytes();
+    let end = prefix_end(keys.key_prefix("/pb/", 1).as_bytes());
+    // A listing is read in four parts side by side: blocks, deployments, their keys.
+    let splits = [("/pb/", 0), ("/deploy/", 1), ("/pb/", 1)]
+        .map(|(dir, level)| keys.key_prefix(dir, level).into_bytes())
+        .to_vec();
+    let watch = db.watch_range(start, end, splits, None);
     let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let (changes, _) = broadcast::channel(CHANGE_BUFFER);
     tokio::spawn(run(watch, snapshot_tx, changes.clone(), shutdown));
