@@ -240,6 +240,82 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Every entry in `[start, end)` at one revision, and that revision. With `splits`
+    /// (keys inside the range), the parts between them are read side by side at one
+    /// revision: etcd serves them on several cores, and together they are one
+    /// consistent listing.
+    pub(crate) async fn list_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        splits: &[Vec<u8>],
+    ) -> Result<(Vec<Entry>, i64)> {
+        if splits.is_empty() {
+            return self.list_part(start, end, None).await;
+        }
+        let revision = self.current_revision().await?;
+        let mut bounds = vec![start.to_vec()];
+        bounds.extend(
+            splits
+                .iter()
+                .filter(|k| k.as_slice() > start && k.as_slice() < end)
+                .cloned(),
+        );
+        bounds.push(end.to_vec());
+        let parts = futures::future::try_join_all(
+            bounds
+                .windows(2)
+                .map(|w| self.list_part(&w[0], &w[1], Some(revision))),
+        )
+        .await?;
+        Ok((parts.into_iter().flat_map(|(e, _)| e).collect(), revision))
+    }
+
+    /// The entries in `[start, end)` at `revision` (`None`: the current one), and the
+    /// revision read at.
+    async fn list_part(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        mut revision: Option<i64>,
+    ) -> Result<(Vec<Entry>, i64)> {
+        let mut entries = Vec::new();
+        let mut from = start.to_vec();
+        loop {
+            let mut opts = GetOptions::new()
+                .with_range(end.to_vec())
+                .with_limit(LIST_PAGE);
+            if let Some(r) = revision {
+                opts = opts.with_revision(r);
+            }
+            let mut kv = self.kv();
+            let resp = self
+                .request("list", kv.get(from.clone(), Some(opts)))
+                .await?;
+            revision = revision.or(resp.header().map(|h| h.revision()));
+            for item in resp.kvs() {
+                if let Some(path) = self.keys().path(item.key()) {
+                    entries.push(Entry {
+                        path,
+                        value: String::from_utf8_lossy(item.value()).into_owned(),
+                        mod_revision: item.mod_revision(),
+                        create_revision: item.create_revision(),
+                    });
+                }
+            }
+            match (resp.more(), resp.kvs().last()) {
+                (true, Some(last)) => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => break,
+            }
+        }
+        Ok((entries, revision.unwrap_or(0)))
+    }
+}
+
 struct WatchTask {
     db: Config,
     start: Vec<u8>,
@@ -302,29 +378,10 @@ impl WatchTask {
 
     /// List the range; returns the revision to watch from, or `None` to stop.
     async fn list(&self) -> Result<Option<i64>> {
-        let (entries, revision) = if self.splits.is_empty() {
-            self.list_part(&self.start, &self.end, None).await?
-        } else {
-            // Every part at one revision, read side by side: etcd serves them on
-            // several cores, and the parts together are one consistent listing.
-            let revision = self.db.current_revision().await?;
-            let mut bounds = vec![self.start.clone()];
-            bounds.extend(
-                self.splits
-                    .iter()
-                    .filter(|k| **k > self.start && **k < self.end)
-                    .cloned(),
-            );
-            bounds.push(self.end.clone());
-            let parts = futures::future::try_join_all(
-                bounds
-                    .windows(2)
-                    .map(|w| self.list_part(&w[0], &w[1], Some(revision))),
-            )
+        let (entries, revision) = self
+            .db
+            .list_range(&self.start, &self.end, &self.splits)
             .await?;
-            let entries = parts.into_iter().flat_map(|(e, _)| e).collect();
-            (entries, revision)
-        };
         if !self
             .send(vec![WatchEvent::Listed { revision, entries }])
             .await
@@ -332,50 +389,6 @@ impl WatchTask {
             return Ok(None);
         }
         Ok(Some(revision + 1))
-    }
-
-    /// The entries in `[start, end)` at `revision` (`None`: the current one), and the
-    /// revision read at.
-    async fn list_part(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        mut revision: Option<i64>,
-    ) -> Result<(Vec<Entry>, i64)> {
-        let mut entries = Vec::new();
-        let mut from = start.to_vec();
-        loop {
-            let mut opts = GetOptions::new()
-                .with_range(end.to_vec())
-                .with_limit(LIST_PAGE);
-            if let Some(r) = revision {
-                opts = opts.with_revision(r);
-            }
-            let mut kv = self.db.kv();
-            let resp = self
-                .db
-                .request("list", kv.get(from.clone(), Some(opts)))
-                .await?;
-            revision = revision.or(resp.header().map(|h| h.revision()));
-            for item in resp.kvs() {
-                if let Some(path) = self.db.keys().path(item.key()) {
-                    entries.push(Entry {
-                        path,
-                        value: String::from_utf8_lossy(item.value()).into_owned(),
-                        mod_revision: item.mod_revision(),
-                        create_revision: item.create_revision(),
-                    });
-                }
-            }
-            match (resp.more(), resp.kvs().last()) {
-                (true, Some(last)) => {
-                    from = last.key().to_vec();
-                    from.push(0);
-                }
-                _ => break,
-            }
-        }
-        Ok((entries, revision.unwrap_or(0)))
     }
 
     async fn watch_from(&self, mut from: i64, backoff: &mut Backoff) -> Step {
