@@ -50,10 +50,9 @@ pub async fn until_started(db: &Config, id: &str, limit: Duration) -> Result<Str
     loop {
         match &last {
             Progress::Started(status) => return Ok(status.clone()),
-            Progress::Ended { status, reason } => match reason {
-                Some(reason) => bail!("processing block {id} {status}: {reason}"),
-                None => bail!("processing block {id} {status}"),
-            },
+            Progress::Ended { status, reason } => {
+                bail!("{}", ended(id, status, reason.as_deref()))
+            }
             Progress::Waiting(_) => {}
         }
         let event = tokio::select! {
@@ -81,6 +80,16 @@ pub async fn until_started(db: &Config, id: &str, limit: Duration) -> Result<Str
             WatchEvent::Deleted { path, .. } if path == state_path => Progress::Waiting(None),
             _ => last,
         };
+    }
+}
+
+/// `processing block <id> FAILED: <reason>`, without naming the block twice when the
+/// reason (the controller's) already names it.
+fn ended(id: &str, status: &str, reason: Option<&str>) -> String {
+    match reason {
+        Some(reason) if reason.contains(id) => format!("{status}: {reason}"),
+        Some(reason) => format!("processing block {id} {status}: {reason}"),
+        None => format!("processing block {id} {status}"),
     }
 }
 
@@ -117,5 +126,25 @@ mod tests {
             Progress::Waiting(Some("SLEEPING".into()))
         );
         assert_eq!(seconds(Duration::from_millis(1500)), "1.5 s");
+    }
+
+    #[test]
+    fn an_ended_block_is_named_once() {
+        assert_eq!(
+            ended(
+                "b-1",
+                "FAILED",
+                Some("processing block b-1 cannot start: x")
+            ),
+            "FAILED: processing block b-1 cannot start: x"
+        );
+        assert_eq!(
+            ended("b-1", "FAILED", Some("workflow exited")),
+            "processing block b-1 FAILED: workflow exited"
+        );
+        assert_eq!(
+            ended("b-1", "CANCELLED", None),
+            "processing block b-1 CANCELLED"
+        );
     }
 }
