@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 use crate::path::{self, prefix_end};
 use crate::txn::ReadSet;
 
+/// Keys per range request of a listing.
+const LIST_PAGE: i64 = 5_000;
+
 /// One key and its value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -129,16 +132,18 @@ impl Config {
         path::validate_prefix(prefix)?;
         let start = self.keys().key_prefix(prefix, levels).into_bytes();
         let end = prefix_end(&start);
-        Ok(self.watch_range(start, end, start_revision))
+        Ok(self.watch_range(start, end, Vec::new(), start_revision))
     }
 
     /// Watch the etcd keys in `[start, end)` (already tagged and prefixed), as
     /// [`Config::watch`] does for one level of a prefix. Keys in the range that are not
-    /// configuration paths of this key space are skipped.
+    /// configuration paths of this key space are skipped. A listing is read in parts cut
+    /// at `splits`, side by side, at one revision.
     pub(crate) fn watch_range(
         &self,
         start: Vec<u8>,
         end: Vec<u8>,
+        splits: Vec<Vec<u8>>,
         start_revision: Option<i64>,
     ) -> Watch {
         let (tx, rx) = mpsc::channel(1024);
@@ -147,6 +152,7 @@ impl Config {
             db: self.clone(),
             start,
             end,
+            splits,
             tx,
             stop: stop.clone(),
         };
@@ -234,10 +240,88 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Every entry in `[start, end)` at one revision, and that revision. With `splits`
+    /// (keys inside the range), the parts between them are read side by side at one
+    /// revision: etcd serves them on several cores, and together they are one
+    /// consistent listing.
+    pub(crate) async fn list_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        splits: &[Vec<u8>],
+    ) -> Result<(Vec<Entry>, i64)> {
+        if splits.is_empty() {
+            return self.list_part(start, end, None).await;
+        }
+        let revision = self.current_revision().await?;
+        let mut bounds = vec![start.to_vec()];
+        bounds.extend(
+            splits
+                .iter()
+                .filter(|k| k.as_slice() > start && k.as_slice() < end)
+                .cloned(),
+        );
+        bounds.push(end.to_vec());
+        let parts = futures::future::try_join_all(
+            bounds
+                .windows(2)
+                .map(|w| self.list_part(&w[0], &w[1], Some(revision))),
+        )
+        .await?;
+        Ok((parts.into_iter().flat_map(|(e, _)| e).collect(), revision))
+    }
+
+    /// The entries in `[start, end)` at `revision` (`None`: the current one), and the
+    /// revision read at.
+    async fn list_part(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        mut revision: Option<i64>,
+    ) -> Result<(Vec<Entry>, i64)> {
+        let mut entries = Vec::new();
+        let mut from = start.to_vec();
+        loop {
+            let mut opts = GetOptions::new()
+                .with_range(end.to_vec())
+                .with_limit(LIST_PAGE);
+            if let Some(r) = revision {
+                opts = opts.with_revision(r);
+            }
+            let mut kv = self.kv();
+            let resp = self
+                .request("list", kv.get(from.clone(), Some(opts)))
+                .await?;
+            revision = revision.or(resp.header().map(|h| h.revision()));
+            for item in resp.kvs() {
+                if let Some(path) = self.keys().path(item.key()) {
+                    entries.push(Entry {
+                        path,
+                        value: String::from_utf8_lossy(item.value()).into_owned(),
+                        mod_revision: item.mod_revision(),
+                        create_revision: item.create_revision(),
+                    });
+                }
+            }
+            match (resp.more(), resp.kvs().last()) {
+                (true, Some(last)) => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => break,
+            }
+        }
+        Ok((entries, revision.unwrap_or(0)))
+    }
+}
+
 struct WatchTask {
     db: Config,
     start: Vec<u8>,
     end: Vec<u8>,
+    /// Keys inside the range at which a listing is cut into parts read side by side.
+    splits: Vec<Vec<u8>>,
     tx: mpsc::Sender<Vec<WatchEvent>>,
     stop: CancellationToken,
 }
@@ -294,40 +378,10 @@ impl WatchTask {
 
     /// List the range; returns the revision to watch from, or `None` to stop.
     async fn list(&self) -> Result<Option<i64>> {
-        let end = self.end.clone();
-        let mut entries = Vec::new();
-        let mut from = self.start.clone();
-        let mut revision = None;
-        loop {
-            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(5_000);
-            if let Some(r) = revision {
-                opts = opts.with_revision(r);
-            }
-            let mut kv = self.db.kv();
-            let resp = self
-                .db
-                .request("list", kv.get(from.clone(), Some(opts)))
-                .await?;
-            revision = revision.or(resp.header().map(|h| h.revision()));
-            for item in resp.kvs() {
-                if let Some(path) = self.db.keys().path(item.key()) {
-                    entries.push(Entry {
-                        path,
-                        value: String::from_utf8_lossy(item.value()).into_owned(),
-                        mod_revision: item.mod_revision(),
-                        create_revision: item.create_revision(),
-                    });
-                }
-            }
-            match (resp.more(), resp.kvs().last()) {
-                (true, Some(last)) => {
-                    from = last.key().to_vec();
-                    from.push(0);
-                }
-                _ => break,
-            }
-        }
-        let revision = revision.unwrap_or(0);
+        let (entries, revision) = self
+            .db
+            .list_range(&self.start, &self.end, &self.splits)
+            .await?;
         if !self
             .send(vec![WatchEvent::Listed { revision, entries }])
             .await

@@ -320,6 +320,8 @@ async fn the_global_prefix_is_honoured() -> Result<()> {
     .await?;
     let follower = overview::follow(&test, CancellationToken::new());
     let s = follower.listed().await?;
+    // Read once: the same picture.
+    assert_eq!(overview::read(&test).await?, *s);
     let ids: Vec<&str> = s.blocks.iter().map(|b| b.id.as_str()).collect();
     assert_eq!(ids, ["inside"]);
     assert_eq!(

@@ -1,5 +1,6 @@
-//! Keeping an [`Overview`] current from one etcd watch, publishing a new [`Snapshot`]
-//! after each batch of changes and a [`Change`] per change.
+//! Reading the overview once ([`read`]), or keeping it current from one etcd watch
+//! ([`follow`]), publishing a new [`Snapshot`] after each batch of changes and a
+//! [`Change`] per change.
 
 use std::sync::Arc;
 
@@ -68,16 +69,43 @@ impl Follower {
 ///
 /// One etcd watch covers it all: the key range from `/deploy/` at its depth to
 /// `/pb/<id>/…` one level down (depth-tagged keys sort by depth, then path), listed at
-/// one revision and watched from the next; a compacted revision means listing again.
+/// one revision (in four parts read side by side) and watched from the next; a
+/// compacted revision means listing again.
 /// Must be called inside a tokio runtime.
 pub fn follow(db: &Config, shutdown: CancellationToken) -> Follower {
-    let start = db.keys().key_prefix("/deploy/", 0).into_bytes();
-    let end = prefix_end(db.keys().key_prefix("/pb/", 1).as_bytes());
-    let watch = db.watch_range(start, end, None);
+    let (start, end, splits) = range(db);
+    let watch = db.watch_range(start, end, splits, None);
     let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let (changes, _) = broadcast::channel(CHANGE_BUFFER);
     tokio::spawn(run(watch, snapshot_tx, changes.clone(), shutdown));
     Follower { snapshots, changes }
+}
+
+/// The overview as it is now, read once (the same listing [`follow`] starts with).
+///
+/// # Errors
+/// The listing failed (etcd unreachable, permission denied…).
+pub async fn read(db: &Config) -> Result<Snapshot> {
+    let (start, end, splits) = range(db);
+    let (entries, revision) = db.list_range(&start, &end, &splits).await?;
+    let overview = Overview::from_pairs(
+        revision,
+        entries.iter().map(|e| (e.path.as_str(), e.value.as_str())),
+    );
+    Ok(overview.snapshot())
+}
+
+/// The etcd key range of blocks, deployments and their state and owner keys, and the
+/// keys at which a listing of it is cut into parts read side by side: the blocks, the
+/// deployments and the keys below each.
+fn range(db: &Config) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
+    let keys = db.keys();
+    let start = keys.key_prefix("/deploy/", 0).into_bytes();
+    let end = prefix_end(keys.key_prefix("/pb/", 1).as_bytes());
+    let splits = [("/pb/", 0), ("/deploy/", 1), ("/pb/", 1)]
+        .map(|(dir, level)| keys.key_prefix(dir, level).into_bytes())
+        .to_vec();
+    (start, end, splits)
 }
 
 async fn run(

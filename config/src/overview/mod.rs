@@ -37,6 +37,8 @@
 //!   [`Change`] records (`time`, `kind` added/changed/removed, `entity`, `id`, a
 //!   one-line `summary`) for a "recent changes" feed. Any number of readers share one
 //!   watch, so they cost etcd nothing.
+//! - [`read`]: one snapshot, read once, with the error when etcd cannot be read (for
+//!   one-shot commands; [`follow`] retries instead).
 //! - [`short_age`]: `5m`, `2h`, `3d` from a block's [`BlockSummary::since`].
 //!
 //! # Guarantees
@@ -60,7 +62,7 @@ mod summary;
 
 pub use age::short_age;
 pub use change::{Change, ChangeKind, Entity};
-pub use follow::{CHANGE_BUFFER, Follower, follow};
+pub use follow::{CHANGE_BUFFER, Follower, follow, read};
 pub use model::Overview;
 pub use parse::MAX_TEXT;
 pub use snapshot::{NO_STATUS, Snapshot, Totals};

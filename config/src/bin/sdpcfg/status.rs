@@ -1,15 +1,15 @@
-//! `status`: the overview of blocks and deployments, once, or redrawn on every change
-//! with `--watch` (from the one watch the overview follows: nothing is read from etcd
-//! per redraw).
+//! `status`: the overview of blocks and deployments, read once, or with `--watch`
+//! redrawn on every change (from the one watch the overview follows: nothing is read
+//! from etcd per redraw).
 
 use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use chrono::Utc;
 use sdp_config::Config;
 use sdp_config::overview::{self, BlockSummary, NO_STATUS, Snapshot};
-use tokio_util::sync::CancellationToken;
 
 use crate::args::{Format, StatusOptions};
 use crate::show::cancel_on_signals;
@@ -100,26 +100,20 @@ fn write_out(text: &str) -> Result<()> {
 /// The first listing failed, or standard output is closed.
 pub async fn status(db: &Config, options: StatusOptions) -> Result<()> {
     let screen = Screen::detect();
-    let stop = if options.watch {
-        cancel_on_signals()?
-    } else {
-        CancellationToken::new()
-    };
-    let follower = overview::follow(db, stop.clone());
-    let first = tokio::select! {
-        () = stop.cancelled() => return Ok(()),
-        first = follower.listed() => first?,
-    };
+    // Read once first: a one-shot answer, and etcd's error at once (the follower below
+    // would retry quietly).
+    let first = overview::read(db).await?;
     if !options.watch {
-        stop.cancel();
         return write_out(&draw(&first, &options, screen.style, false)?);
     }
+    let stop = cancel_on_signals()?;
+    let follower = overview::follow(db, stop.clone());
     let redraw_in_place = screen.terminal && options.format.is_none();
     let mut snapshots = follower.snapshots();
+    let mut current = Arc::new(first);
+    let mut last: Option<String> = None;
     loop {
-        let current = snapshots.borrow_and_update().clone();
-        let style = Screen::detect().style;
-        let text = draw(&current, &options, style, true)?;
+        let text = draw(&current, &options, Screen::detect().style, true)?;
         if redraw_in_place {
             // Home, each line cleared to its end, the rest of the screen cleared.
             let body = text.replace('\n', "\x1b[K\n");
@@ -127,12 +121,14 @@ pub async fn status(db: &Config, options: StatusOptions) -> Result<()> {
                 "\x1b[H{body}(watching revision {}; Ctrl-C to stop)\x1b[K\n\x1b[J",
                 current.revision
             ))?;
-        } else {
+        } else if last.as_ref() != Some(&text) {
+            // Appended: only what differs from the last drawing.
             write_out(&text)?;
             if options.format.is_none() {
                 write_out("\n")?;
             }
         }
+        last = Some(text);
         tokio::select! {
             biased;
             () = stop.cancelled() => return Ok(()),
@@ -141,6 +137,11 @@ pub async fn status(db: &Config, options: StatusOptions) -> Result<()> {
                 if changed.is_err() {
                     anyhow::ensure!(stop.is_cancelled(), "the overview stopped following etcd");
                     return Ok(());
+                }
+                let next = snapshots.borrow_and_update().clone();
+                // Revision 0: the follower has not listed yet.
+                if next.revision > 0 {
+                    current = next;
                 }
             }
             () = tokio::time::sleep(AGE_TICK), if redraw_in_place => {}
