@@ -305,6 +305,23 @@ async fn run(blocks: usize, per_kind: usize) {
     let state_push = push(&db, changed, &mut arrivals, &watching).await;
     let new_push = push(&db, created, &mut arrivals, &watching).await;
     let ranges = etcd.grpc_requests("Range").unwrap_or(0) - ranges_before;
+    let metrics = http
+        .get(format!("{}/metrics", console.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let publish_ms = 1e3 * metric("sdp_console_publish_duration_seconds_sum ")
+        / metric("sdp_console_publish_duration_seconds_count ");
     let (rss_end, hwm) = console.memory_mb();
     for p in pages {
         p.abort();
@@ -329,6 +346,9 @@ async fn run(blocks: usize, per_kind: usize) {
     println!(
         "| etcd Range requests during {} changes | {ranges} |",
         2 * per_kind
+    );
+    println!(
+        "| console's own work per change (compare, serialise, publish), mean | {publish_ms:.2} ms |"
     );
     println!();
     println!(

@@ -73,6 +73,11 @@ fn changed<'a, T: PartialEq>(
                 upserted.push(&***b);
                 n.next();
             }
+            // The common case: the very same entry, shared by both snapshots.
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {
+                o.next();
+                n.next();
+            }
             (Some(a), Some(b)) => match id(a).cmp(id(b)) {
                 Ordering::Less => {
                     removed.push(id(a).as_str());
@@ -83,7 +88,7 @@ fn changed<'a, T: PartialEq>(
                     n.next();
                 }
                 Ordering::Equal => {
-                    if !Arc::ptr_eq(a, b) && a != b {
+                    if a != b {
                         upserted.push(&***b);
                     }
                     o.next();

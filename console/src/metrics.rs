@@ -2,10 +2,10 @@
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// The console's metrics.
-#[derive(Default)]
 pub(crate) struct Metrics {
     /// Pages connected to `/api/events`.
     pub pages: Gauge,
@@ -21,6 +21,25 @@ pub(crate) struct Metrics {
     pub changes: Counter,
     /// Pages sent a whole snapshot again because they fell behind.
     pub resent: Counter,
+    /// Seconds from a new snapshot to its delta being handed to the pages (compare,
+    /// serialise, publish).
+    pub publish_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            pages: Gauge::default(),
+            revision: Gauge::default(),
+            blocks: Gauge::default(),
+            deployments: Gauge::default(),
+            deltas: Counter::default(),
+            changes: Counter::default(),
+            resent: Counter::default(),
+            // 50 µs to about 1.6 s.
+            publish_duration: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+        }
+    }
 }
 
 impl Metrics {
@@ -40,6 +59,11 @@ impl Metrics {
         registry.register("deployments", "Deployments shown", self.deployments.clone());
         registry.register("deltas", "Deltas pushed to the pages", self.deltas.clone());
         registry.register("changes", "Change records pushed", self.changes.clone());
+        registry.register(
+            "publish_duration_seconds",
+            "Seconds from a new snapshot to its delta handed to the pages",
+            self.publish_duration.clone(),
+        );
         registry.register(
             "resent",
             "Whole snapshots resent to pages that fell behind",

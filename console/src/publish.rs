@@ -46,6 +46,7 @@ pub(crate) async fn run(hub: Arc<Hub>, follower: Follower, shutdown: Cancellatio
 
 /// Publish `snapshot` with the delta from the one published before.
 pub(crate) fn publish(hub: &Hub, snapshot: Arc<sdp_config::overview::Snapshot>) {
+    let started = std::time::Instant::now();
     let before = hub.published();
     if before.snapshot.revision == snapshot.revision && Arc::ptr_eq(&before.snapshot, &snapshot) {
         return;
@@ -65,4 +66,7 @@ pub(crate) fn publish(hub: &Hub, snapshot: Arc<sdp_config::overview::Snapshot>) 
         }
     };
     hub.publish(Arc::new(Published::new(snapshot)), Some(frame));
+    hub.metrics
+        .publish_duration
+        .observe(started.elapsed().as_secs_f64());
 }

@@ -178,6 +178,8 @@ pub fn deployment_state(id: &str, status: &str, phase: &str) -> (String, Option<
 pub struct Events {
     resp: reqwest::Response,
     buf: Vec<u8>,
+    /// How much of `buf` is known to hold no event end (a snapshot is megabytes).
+    scanned: usize,
     /// Everything read so far, to check what was never sent.
     pub seen: String,
 }
@@ -206,6 +208,7 @@ impl Events {
         Ok(Events {
             resp,
             buf: Vec::new(),
+            scanned: 0,
             seen: String::new(),
         })
     }
@@ -213,8 +216,12 @@ impl Events {
     /// The next event (comments and `retry:` skipped).
     pub async fn next(&mut self) -> Result<Event> {
         loop {
-            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+            let from = self.scanned.saturating_sub(1);
+            let found = self.buf[from..].windows(2).position(|w| w == b"\n\n");
+            self.scanned = self.buf.len();
+            if let Some(end) = found.map(|i| from + i) {
                 let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+                self.scanned = 0;
                 let text = String::from_utf8(block)?;
                 let (mut name, mut data) = (None, String::new());
                 for line in text.lines() {
