@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use sdp_config::entity::{Deployment, PbStatus, ProcessingBlock, ProcessingBlockState};
 use serde_json::Value;
 
@@ -13,6 +14,11 @@ use crate::state_class::{FAILED_BY, FAILED_BY_US, StateClass};
 use crate::template::{DeployContext, workflow_deployment};
 use crate::validate::{MAX_VALUE_BYTES, truncate};
 use crate::view::{Block, View};
+use sdp_config::entity::belongs;
+
+/// Field of `/pb/<id>/state`: when the controller first wrote it (RFC 3339 UTC, seconds);
+/// every later write keeps it (`docs/states.md`). What block ages are computed from.
+const SINCE: &str = "since";
 
 /// Most blocks followed when looking for a dependency cycle.
 const MAX_CYCLE_SEARCH: usize = 10_000;
@@ -85,8 +91,8 @@ enum Desired {
     Hold,
 }
 
-/// Decide for block `id`.
-pub(crate) fn decide(view: &View, id: &str, ctx: &DeployContext) -> Action {
+/// Decide for block `id`; `now` is the `since` of a state the controller creates.
+pub(crate) fn decide(view: &View, id: &str, ctx: &DeployContext, now: DateTime<Utc>) -> Action {
     let Some(block) = view.blocks.get(id) else {
         return cleanup(view, id);
     };
@@ -103,7 +109,14 @@ pub(crate) fn decide(view: &View, id: &str, ctx: &DeployContext) -> Action {
                   fresh: ProcessingBlockState|
      -> Option<StateWrite> {
         match &current {
-            None => Some(StateWrite::Create(fresh.to_json())),
+            None => {
+                let mut fresh = fresh;
+                fresh.extra.insert(
+                    SINCE.into(),
+                    Value::String(now.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                );
+                Some(StateWrite::Create(fresh.to_json()))
+            }
             Some((raw, rev, parsed)) => {
                 let mut new = parsed.clone();
                 edit(&mut new);
@@ -325,7 +338,7 @@ fn cleanup(view: &View, id: &str) -> Action {
         .filter(|d| ownership::is_orphan(d, exists, deleted))
         .map(|d| Removal {
             deploy_id: d.clone(),
-            absent_blocks: ownership::candidate_blocks(d)
+            absent_blocks: belongs::candidates(d)
                 .into_iter()
                 .map(String::from)
                 .collect(),

@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use sdp_config::WatchEvent;
 use serde_json::json;
 
@@ -8,6 +9,15 @@ use crate::view::Part;
 const FILE: &str = r#"{"repositories": [{"name": "local", "path": "sdp"}],
   "workflows": [{"type": "realtime", "id": "testdask", "repository": "local", "image": "workflow-testdask", "versions": ["0.1.0"]},
                 {"type": "batch", "id": "teststate", "repository": "local", "image": "workflow-teststate", "versions": ["0.1.0"]}]}"#;
+
+/// The time decisions are made at in these tests: the `since` of created states.
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(SINCE_TEXT)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+const SINCE_TEXT: &str = "2026-12-01T10:00:00Z";
 
 fn ctx() -> DeployContext {
     deploy_context("127.0.0.1")
@@ -48,7 +58,7 @@ fn a_new_block_gets_the_originals_deployment_and_a_starting_state() {
         pb_rev,
         deployment: Some(d),
         state,
-    } = decide(&v, "realtime-20191121-0000", &ctx())
+    } = decide(&v, "realtime-20191121-0000", &ctx(), now())
     else {
         panic!("expected a deployment")
     };
@@ -62,7 +72,7 @@ fn a_new_block_gets_the_originals_deployment_and_a_starting_state() {
     assert_eq!(
         state,
         StateWrite::Create(
-            "{\n  \"resources_available\": false,\n  \"status\": \"STARTING\"\n}".into()
+            "{\n  \"resources_available\": false,\n  \"since\": \"2026-12-01T10:00:00Z\",\n  \"status\": \"STARTING\"\n}".into()
         )
     );
 }
@@ -77,10 +87,10 @@ fn a_started_block_or_one_whose_state_a_workflow_wrote_is_left_alone() {
         json!({"state": "executing"}),
     ] {
         set_state(&mut v, "a", st, 3);
-        assert_eq!(decide(&v, "a", &ctx()), Action::Nothing);
+        assert_eq!(decide(&v, "a", &ctx(), now()), Action::Nothing);
     }
     put(&mut v, Part::States, "/pb/a/state", "not json", 4);
-    assert_eq!(decide(&v, "a", &ctx()), Action::Nothing);
+    assert_eq!(decide(&v, "a", &ctx(), now()), Action::Nothing);
 }
 
 #[test]
@@ -92,7 +102,7 @@ fn an_existing_deployment_is_not_requested_again_but_a_missing_state_is_created(
         deployment: None,
         state: StateWrite::Create(_),
         ..
-    } = decide(&v, "a", &ctx())
+    } = decide(&v, "a", &ctx(), now())
     else {
         panic!("expected only the state")
     };
@@ -107,17 +117,17 @@ fn an_invalid_block_is_failed_once_with_a_marked_state() {
         failure: Some(FailureKind::InvalidBlock),
         reason,
         ..
-    } = decide(&v, "a", &ctx())
+    } = decide(&v, "a", &ctx(), now())
     else {
         panic!("expected FAILED")
     };
     assert!(reason.contains("missing field `workflow`"), "{reason}");
     assert_eq!(
         parsed(&text),
-        json!({"status": "FAILED", "reason": reason, "failed_by": "processing-controller"})
+        json!({"status": "FAILED", "reason": reason, "failed_by": "processing-controller", "since": SINCE_TEXT})
     );
     put(&mut v, Part::States, "/pb/a/state", &text, 3);
-    assert_eq!(decide(&v, "a", &ctx()), Action::Nothing);
+    assert_eq!(decide(&v, "a", &ctx(), now()), Action::Nothing);
 }
 
 #[test]
@@ -135,7 +145,7 @@ fn an_unknown_workflow_fails_but_starts_once_it_is_registered() {
         failure: Some(FailureKind::UnknownWorkflow),
         reason,
         ..
-    } = decide(&v, "a", &ctx())
+    } = decide(&v, "a", &ctx(), now())
     else {
         panic!()
     };
@@ -158,7 +168,7 @@ fn an_unknown_workflow_fails_but_starts_once_it_is_registered() {
         deployment: Some(d),
         state: StateWrite::Replace { rev: 3, new, .. },
         ..
-    } = decide(&v, "a", &ctx())
+    } = decide(&v, "a", &ctx(), now())
     else {
         panic!()
     };
@@ -176,14 +186,14 @@ fn an_unknown_workflow_fails_but_starts_once_it_is_registered() {
 fn nothing_is_decided_while_the_registry_file_is_loading() {
     let mut v = synced_view(true);
     put(&mut v, Part::Blocks, "/pb/a", &realtime_block("a"), 2);
-    assert_eq!(decide(&v, "a", &ctx()), Action::Nothing);
+    assert_eq!(decide(&v, "a", &ctx(), now()), Action::Nothing);
 }
 
 #[test]
 fn an_own_failed_state_gets_the_new_reason_when_the_block_changes() {
     let mut v = view();
     put(&mut v, Part::Blocks, "/pb/a", "{", 2);
-    let Action::SetState { state, .. } = decide(&v, "a", &ctx()) else {
+    let Action::SetState { state, .. } = decide(&v, "a", &ctx(), now()) else {
         panic!()
     };
     put(&mut v, Part::States, "/pb/a/state", state.new_value(), 3);
@@ -192,7 +202,7 @@ fn an_own_failed_state_gets_the_new_reason_when_the_block_changes() {
         state: StateWrite::Replace { rev: 3, .. },
         failure: Some(FailureKind::InvalidBlock),
         ..
-    } = decide(&v, "a", &ctx())
+    } = decide(&v, "a", &ctx(), now())
     else {
         panic!()
     };
@@ -214,7 +224,7 @@ fn a_batch_block_waits_for_its_dependencies_then_starts() {
         failure: None,
         reason,
         ..
-    } = decide(&v, "b", &ctx())
+    } = decide(&v, "b", &ctx(), now())
     else {
         panic!()
     };
@@ -227,7 +237,7 @@ fn a_batch_block_waits_for_its_dependencies_then_starts() {
         json!({"status": "WAITING", "resources_available": false, "reason": reason})
     );
     put(&mut v, Part::States, "/pb/b/state", &text, 4);
-    assert_eq!(decide(&v, "b", &ctx()), Action::Nothing);
+    assert_eq!(decide(&v, "b", &ctx(), now()), Action::Nothing);
 
     put(
         &mut v,
@@ -240,7 +250,7 @@ fn a_batch_block_waits_for_its_dependencies_then_starts() {
     let Action::SetState {
         state: StateWrite::Replace { new, .. },
         ..
-    } = decide(&v, "b", &ctx())
+    } = decide(&v, "b", &ctx(), now())
     else {
         panic!()
     };
@@ -252,7 +262,7 @@ fn a_batch_block_waits_for_its_dependencies_then_starts() {
         deployment: Some(d),
         state: StateWrite::Replace { rev: 7, new, .. },
         ..
-    } = decide(&v, "b", &ctx())
+    } = decide(&v, "b", &ctx(), now())
     else {
         panic!()
     };
@@ -292,7 +302,7 @@ fn a_block_fails_when_a_dependency_fails_or_is_cancelled() {
             failure: Some(FailureKind::DependencyFailed),
             reason,
             ..
-        } = decide(&v, "b", &ctx())
+        } = decide(&v, "b", &ctx(), now())
         else {
             panic!()
         };
@@ -321,7 +331,7 @@ fn dependency_cycles_are_failed() {
         failure: Some(FailureKind::DependencyCycle),
         reason,
         ..
-    } = decide(&v, "self", &ctx())
+    } = decide(&v, "self", &ctx(), now())
     else {
         panic!()
     };
@@ -333,7 +343,7 @@ fn dependency_cycles_are_failed() {
         failure: Some(FailureKind::DependencyCycle),
         reason,
         ..
-    } = decide(&v, "a", &ctx())
+    } = decide(&v, "a", &ctx(), now())
     else {
         panic!()
     };
@@ -362,7 +372,7 @@ fn a_deleted_blocks_deployments_go_and_nothing_else() {
         put(&mut v, Part::Deployments, &format!("/deploy/{d}"), "{}", 3);
     }
     assert!(matches!(
-        decide(&v, "realtime-20191121-0000", &ctx()),
+        decide(&v, "realtime-20191121-0000", &ctx(), now()),
         Action::Deploy { .. }
     ));
     v.apply(
@@ -372,7 +382,7 @@ fn a_deleted_blocks_deployments_go_and_nothing_else() {
             revision: 4,
         },
     );
-    let Action::Cleanup(removals) = decide(&v, "realtime-20191121-0000", &ctx()) else {
+    let Action::Cleanup(removals) = decide(&v, "realtime-20191121-0000", &ctx(), now()) else {
         panic!()
     };
     let ids: Vec<&str> = removals.iter().map(|r| r.deploy_id.as_str()).collect();
@@ -389,7 +399,7 @@ fn a_deleted_blocks_deployments_go_and_nothing_else() {
             .absent_blocks
             .contains(&"realtime-20191121-0000".to_string())
     );
-    assert_eq!(decide(&v, "mine", &ctx()), Action::Nothing);
+    assert_eq!(decide(&v, "mine", &ctx(), now()), Action::Nothing);
 }
 
 #[test]
@@ -415,7 +425,7 @@ fn templates_that_do_not_render_fail_the_block_with_handlebars_message() {
         failure: Some(FailureKind::TemplateError),
         reason,
         ..
-    } = decide(&v, "a", &ctx())
+    } = decide(&v, "a", &ctx(), now())
     else {
         panic!()
     };
@@ -423,4 +433,37 @@ fn templates_that_do_not_render_fail_the_block_with_handlebars_message() {
         reason.contains("deploy.values.mem") && reason.contains("parameters.mem"),
         "{reason}"
     );
+}
+
+#[test]
+fn since_is_written_once_when_the_controller_creates_the_state_and_kept_after() {
+    let mut v = view();
+    put(
+        &mut v,
+        Part::Blocks,
+        "/pb/a",
+        &batch_block("a", &["dep"]),
+        2,
+    );
+    let Action::SetState {
+        state: StateWrite::Create(text),
+        ..
+    } = decide(&v, "a", &ctx(), now())
+    else {
+        panic!("expected WAITING")
+    };
+    assert_eq!(parsed(&text)["since"], SINCE_TEXT);
+    put(&mut v, Part::States, "/pb/a/state", &text, 3);
+    put(&mut v, Part::Blocks, "/pb/dep", &batch_block("dep", &[]), 4);
+    set_state(&mut v, "dep", json!({"status": "FINISHED"}), 5);
+    let later = now() + chrono::Duration::hours(2);
+    let Action::Deploy {
+        state: StateWrite::Replace { new, .. },
+        ..
+    } = decide(&v, "a", &ctx(), later)
+    else {
+        panic!("expected the block to start")
+    };
+    assert_eq!(parsed(&new)["status"], "STARTING");
+    assert_eq!(parsed(&new)["since"], SINCE_TEXT, "kept, not renewed");
 }

@@ -1,4 +1,5 @@
-//! Which processing block a deployment belongs to.
+//! Which deployments the controller may remove: the naming rule itself (which block a
+//! deployment belongs to) is `sdp_config::entity::belongs`.
 //!
 //! Deployments of block `B` are named `B-<suffix>` (2019 tools) or `proc-B-<suffix>`
 //! (2021 tools). Block IDs contain `-` themselves, so a deployment name can match
@@ -9,26 +10,7 @@
 //! generate (which catches blocks deleted while the controller was down). Anything else
 //! (`/deploy/mine`, made by hand) is never touched.
 
-/// Every block ID a deployment name could belong to, longest first.
-pub(crate) fn candidate_blocks(deploy_id: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    collect(deploy_id, &mut out);
-    if let Some(rest) = deploy_id.strip_prefix("proc-") {
-        collect(rest, &mut out);
-    }
-    out.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-    out.dedup();
-    out
-}
-
-/// Every `B` with `name == B + "-" + suffix`, `B` and `suffix` non-empty.
-fn collect<'a>(name: &'a str, out: &mut Vec<&'a str>) {
-    for (i, c) in name.char_indices() {
-        if c == '-' && i > 0 && i + 1 < name.len() {
-            out.push(&name[..i]);
-        }
-    }
-}
+use sdp_config::entity::belongs;
 
 /// True when `id` is in a format the SDP tools generate: 2019 `sdpcfg process`
 /// (`realtime-20191121-0000`, `batch-…`) or the 2021 tools (`pb-mvp01-20200425-00000`).
@@ -56,44 +38,16 @@ pub(crate) fn is_orphan(
     exists: impl Fn(&str) -> bool,
     seen_deleted: impl Fn(&str) -> bool,
 ) -> bool {
-    let candidates = candidate_blocks(deploy_id);
+    let candidates = belongs::candidates(deploy_id);
     !candidates.iter().any(|b| exists(b))
         && candidates
             .iter()
             .any(|b| seen_deleted(b) || is_generated_id(b))
 }
 
-/// The block a deployment belongs to: the longest matching ID that exists.
-pub(crate) fn owner(deploy_id: &str, exists: impl Fn(&str) -> bool) -> Option<&str> {
-    candidate_blocks(deploy_id).into_iter().find(|b| exists(b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn candidates_cover_both_naming_schemes_longest_first() {
-        assert_eq!(
-            candidate_blocks("realtime-20191121-0000-workflow"),
-            vec!["realtime-20191121-0000", "realtime-20191121", "realtime"]
-        );
-        assert_eq!(
-            candidate_blocks("proc-pb-x-1-dask"),
-            vec![
-                "proc-pb-x-1",
-                "proc-pb-x",
-                "proc-pb",
-                "pb-x-1",
-                "pb-x",
-                "proc",
-                "pb"
-            ]
-        );
-        assert!(candidate_blocks("mine").is_empty());
-        assert!(candidate_blocks("-x").is_empty());
-        assert!(candidate_blocks("x-").is_empty());
-    }
 
     #[test]
     fn generated_ids_are_recognised_and_others_are_not() {
@@ -114,16 +68,6 @@ mod tests {
         ] {
             assert!(!is_generated_id(id), "{id}");
         }
-    }
-
-    #[test]
-    fn a_deployment_belongs_to_the_longest_existing_block() {
-        let blocks = ["a", "a-b"];
-        let exists = |b: &str| blocks.contains(&b);
-        assert_eq!(owner("a-b-workflow", exists), Some("a-b"));
-        assert_eq!(owner("a-workflow", exists), Some("a"));
-        assert_eq!(owner("proc-a-b-dask", exists), Some("a-b"));
-        assert_eq!(owner("mine", exists), None);
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub(crate) async fn reconcile(shared: &Shared, key: &str) -> Next {
         if !view.is_synced() {
             return Next::Done;
         }
-        decide(&view, key, &shared.deploy)
+        decide(&view, key, &shared.deploy, chrono::Utc::now())
     };
     let next = match action {
         Action::Nothing => Next::Done,

@@ -18,6 +18,7 @@ use crate::ownership;
 use crate::registry::Registry;
 use crate::state_class::{SeenState, StateClass};
 use crate::validate::{Invalid, check_block};
+use sdp_config::entity::belongs;
 
 /// One of the watched parts of the database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,10 +274,10 @@ impl View {
     /// exists, a recognised ID whose reconcile deletes it.
     fn deployment_owner(&self, deploy_id: &str) -> Vec<String> {
         let exists = |b: &str| self.blocks.contains_key(b);
-        if let Some(owner) = ownership::owner(deploy_id, exists) {
+        if let Some(owner) = belongs::block_of(deploy_id, exists) {
             return vec![owner.to_string()];
         }
-        ownership::candidate_blocks(deploy_id)
+        belongs::candidates(deploy_id)
             .into_iter()
             .find(|b| self.was_deleted(b) || ownership::is_generated_id(b))
             .map(|b| vec![b.to_string()])

@@ -1,5 +1,6 @@
-//! Inputs shared by the unit and integration tests of several crates: a watched entry as
-//! etcd reports it, and processing blocks in the wire styles the tools write.
+//! Inputs and expectations shared by the unit and integration tests of several crates: a
+//! watched entry as etcd reports it, processing blocks in the wire styles the tools write,
+//! and the controller's STARTING state.
 
 use sdp_config::Entry;
 
@@ -31,4 +32,40 @@ pub fn batch_block(id: &str, deps: &[&str]) -> String {
         r#"{{"id": "{id}", "sbi_id": null, "workflow": {{"type": "batch", "id": "teststate", "version": "0.1.0"}}, "parameters": {{}}, "dependencies": [{}]}}"#,
         deps.join(", ")
     )
+}
+
+/// Whether `state` is the controller's STARTING state in the Python tools' layout:
+/// `{"resources_available": false, "since": <RFC 3339 UTC, seconds>, "status": "STARTING"}`
+/// (`since`: when the controller first wrote the block's state, see `docs/states.md`).
+pub fn is_starting(state: &str) -> bool {
+    let Some(rest) = state.strip_prefix("{\n  \"resources_available\": false,\n  \"since\": \"")
+    else {
+        return false;
+    };
+    let Some((since, tail)) = rest.split_once('"') else {
+        return false;
+    };
+    tail == ",\n  \"status\": \"STARTING\"\n}"
+        && since.ends_with('Z')
+        && chrono::DateTime::parse_from_rfc3339(since).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_starting;
+
+    #[test]
+    fn starting_needs_the_python_layout_and_a_utc_since() {
+        let good = "{\n  \"resources_available\": false,\n  \"since\": \"2026-12-01T10:00:00Z\",\n  \"status\": \"STARTING\"\n}";
+        assert!(is_starting(good));
+        for bad in [
+            "{\n  \"resources_available\": false,\n  \"status\": \"STARTING\"\n}",
+            "{\n  \"resources_available\": false,\n  \"since\": \"yesterday\",\n  \"status\": \"STARTING\"\n}",
+            "{\n  \"resources_available\": false,\n  \"since\": \"2026-12-01T10:00:00+01:00\",\n  \"status\": \"STARTING\"\n}",
+            "{\n  \"resources_available\": false,\n  \"since\": \"2026-12-01T10:00:00Z\",\n  \"status\": \"RUNNING\"\n}",
+            r#"{"resources_available": false, "since": "2026-12-01T10:00:00Z", "status": "STARTING"}"#,
+        ] {
+            assert!(!is_starting(bad), "{bad}");
+        }
+    }
 }

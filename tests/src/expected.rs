@@ -12,8 +12,7 @@ const SEED_PB_ID: &str = "realtime-20191121-0000";
 /// The workflow image the registry gives `realtime:testdask:0.1.0`.
 pub const TESTDASK_IMAGE: &str = "sdp/workflow-testdask:0.1.0";
 
-/// `{"resources_available": false, "status": "STARTING"}` as the Python tools format it.
-pub const STARTING: &str = "{\n  \"resources_available\": false,\n  \"status\": \"STARTING\"\n}";
+pub use sdp_testing::fixtures::is_starting;
 
 fn fixture(name: &str) -> Result<String> {
     let path = repo_root().join("config/tests/fixtures").join(name);

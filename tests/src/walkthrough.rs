@@ -74,9 +74,8 @@ pub async fn run(system: &System, expect: &Expect) -> Result<String> {
     );
     let state = system.get(&format!("/pb/{pb_id}/state")).await?;
     ensure!(
-        state.as_deref() == Some(expected::STARTING),
-        "/pb/{pb_id}/state is {state:?}, not {:?}",
-        expected::STARTING
+        state.as_deref().is_some_and(expected::is_starting),
+        "/pb/{pb_id}/state is {state:?}, not STARTING with its since in the Python layout"
     );
 
     // The deployer turns it into a release.

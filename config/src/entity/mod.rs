@@ -1,6 +1,7 @@
 //! Typed entities stored in the configuration database, with validation that says
 //! exactly what is wrong, and unknown fields kept for read-modify-write.
 
+pub mod belongs;
 mod deployment;
 mod fields;
 mod owner;

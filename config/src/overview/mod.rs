@@ -52,7 +52,6 @@
 //! - Values of unexpected shape never fail the model: their fields read as absent.
 
 mod age;
-mod belongs;
 mod change;
 mod follow;
 mod model;

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::belongs;
 use super::change::{self, Change, ChangeKind, Entity};
 use super::parse;
 use super::snapshot::Snapshot;
 use super::summary::{BlockSummary, DeploymentSummary};
+use crate::entity::belongs;
 use crate::watch::WatchEvent;
 
 /// What is known of one block ID: which of its keys exist, and their summary.
@@ -340,7 +340,7 @@ impl Overview {
         };
         let blocks = &self.blocks;
         let target = if rec.entry {
-            belongs::block_of(id, |b| blocks.get(b).is_some_and(|r| r.entry))
+            belongs::block_of(id, |b| blocks.get(b).is_some_and(|r| r.entry)).map(str::to_string)
         } else {
             None
         };

@@ -1,10 +1,11 @@
 //! Which processing block a deployment belongs to, by name: deployments of block `B`
 //! are named `B-<suffix>` (2019 tools) or `proc-B-<suffix>` (2021 tools). Block IDs
 //! contain `-` themselves, so a name can fit several IDs; the deployment belongs to the
-//! longest one that exists (the processing controller's rule).
+//! longest one that exists. One rule for every reader: the processing controller (which
+//! deployments to remove with a block) and the overview (`sdpcfg status`, the console).
 
 /// Every block ID `deploy_id` could belong to, longest first.
-pub(crate) fn candidates(deploy_id: &str) -> Vec<&str> {
+pub fn candidates(deploy_id: &str) -> Vec<&str> {
     let mut out = Vec::new();
     heads(deploy_id, &mut out);
     if let Some(rest) = deploy_id.strip_prefix("proc-") {
@@ -25,15 +26,12 @@ fn heads<'a>(name: &'a str, out: &mut Vec<&'a str>) {
 }
 
 /// The block `deploy_id` belongs to among those for which `exists` holds.
-pub(crate) fn block_of(deploy_id: &str, exists: impl Fn(&str) -> bool) -> Option<String> {
-    candidates(deploy_id)
-        .into_iter()
-        .find(|b| exists(b))
-        .map(str::to_string)
+pub fn block_of(deploy_id: &str, exists: impl Fn(&str) -> bool) -> Option<&str> {
+    candidates(deploy_id).into_iter().find(|b| exists(b))
 }
 
 /// The prefixes that the names of a block's deployments start with.
-pub(crate) fn name_prefixes(block_id: &str) -> [String; 2] {
+pub fn name_prefixes(block_id: &str) -> [String; 2] {
     [format!("{block_id}-"), format!("proc-{block_id}-")]
 }
 
@@ -62,5 +60,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn candidates_cover_both_naming_schemes_longest_first() {
+        assert_eq!(
+            candidates("realtime-20191121-0000-workflow"),
+            vec!["realtime-20191121-0000", "realtime-20191121", "realtime"]
+        );
+        assert_eq!(
+            candidates("proc-pb-x-1-dask"),
+            vec![
+                "proc-pb-x-1",
+                "proc-pb-x",
+                "proc-pb",
+                "pb-x-1",
+                "pb-x",
+                "proc",
+                "pb"
+            ]
+        );
+        assert!(candidates("mine").is_empty());
+        assert!(candidates("-x").is_empty());
+        assert!(candidates("x-").is_empty());
     }
 }
