@@ -227,8 +227,8 @@ fn dask_field(state: &str) -> Option<String> {
         .map(String::from)
 }
 
-/// RUNNING, the seed's `resources_available`, the scheduler address and the outcome of
-/// waiting for it.
+/// RUNNING, the seed's `resources_available`, the controller's `since` (kept by the
+/// workflow), the scheduler address and the outcome of waiting for it.
 fn check_running_state(text: &str, pb_id: &str, namespace: &str, expect: &Expect) -> Result<()> {
     let state: Value = serde_json::from_str(text)?;
     let scheduler = match &expect.dask_scheduler {
@@ -248,7 +248,7 @@ fn check_running_state(text: &str, pb_id: &str, namespace: &str, expect: &Expect
         .map(|m| m.keys().map(String::as_str).collect())
         .unwrap_or_default();
     ensure!(
-        keys == ["dask", "dask_scheduler", "resources_available", "status"],
+        keys == ["dask", "dask_scheduler", "resources_available", "since", "status"],
         "unexpected fields in the state: {text}"
     );
     ensure!(
