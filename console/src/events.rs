@@ -149,6 +149,10 @@ impl Page {
     /// The `snapshot` event of the current snapshot, in three chunks so that its JSON
     /// is shared, not copied; the page is then at its revision.
     fn snapshot(&mut self) -> Vec<Bytes> {
+        // Frames still buffered for this page are older than the snapshot: drop them, or
+        // they would take room in the buffer and make the page fall behind again. A new
+        // receiver, then the snapshot: as at the start, no delta falls in between.
+        self.frames = self.frames.resubscribe();
         let published = self.hub.published();
         self.revision = Some(published.snapshot.revision);
         vec![
@@ -156,5 +160,98 @@ impl Page {
             published.json(),
             Bytes::from_static(b"\n\n"),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use futures::StreamExt;
+    use sdp_config::overview::Snapshot;
+
+    use super::*;
+    use crate::hub::{FRAME_BUFFER, Published};
+
+    fn publish(hub: &Hub, revision: i64, from: i64) {
+        let snapshot = Arc::new(Snapshot::new(revision, vec![], vec![]));
+        let frame = Frame::Delta {
+            from,
+            to: revision,
+            event: event("delta", format!("{{\"revision\":{revision}}}").as_bytes()),
+        };
+        hub.publish(Arc::new(Published::new(snapshot)), Some(frame));
+    }
+
+    /// The text the stream sends until it has sent `events` whole events.
+    async fn read(
+        s: &mut (impl Stream<Item = Result<Bytes, Infallible>> + Unpin),
+        events: usize,
+    ) -> String {
+        let mut text = String::new();
+        while text.matches("event: ").count() < events || !text.ends_with("\n\n") {
+            let chunk = s.next().await.unwrap().unwrap();
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn a_page_gets_the_picture_then_the_deltas_after_it() {
+        let hub = Hub::new(10);
+        publish(&hub, 3, 0);
+        let mut s = Box::pin(stream(Arc::clone(&hub), CancellationToken::new()));
+        let start = read(&mut s, 3).await;
+        assert!(
+            start.starts_with("retry: 2000\n\nevent: hello\n"),
+            "{start}"
+        );
+        assert!(
+            start.contains("event: snapshot\ndata: {\"revision\":3,"),
+            "{start}"
+        );
+        assert!(start.ends_with("event: changes\ndata: []\n\n"), "{start}");
+        publish(&hub, 4, 3);
+        assert_eq!(
+            read(&mut s, 1).await,
+            "event: delta\ndata: {\"revision\":4}\n\n"
+        );
+        assert_eq!(hub.metrics.pages.get(), 1);
+        drop(s);
+        assert_eq!(hub.metrics.pages.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_page_that_falls_behind_gets_the_whole_picture_again() {
+        let hub = Hub::new(10);
+        publish(&hub, 1, 0);
+        let mut s = Box::pin(stream(Arc::clone(&hub), CancellationToken::new()));
+        read(&mut s, 3).await;
+        // More deltas than the buffer holds while the page reads nothing.
+        let last = 1 + FRAME_BUFFER as i64 + 10;
+        for revision in 2..=last {
+            publish(&hub, revision, revision - 1);
+        }
+        let again = read(&mut s, 1).await;
+        assert!(
+            again.starts_with(&format!("event: snapshot\ndata: {{\"revision\":{last},")),
+            "{again}"
+        );
+        assert_eq!(hub.metrics.resent.get(), 1);
+        // Then only what comes after that snapshot (the buffered deltas are older).
+        publish(&hub, last + 1, last);
+        assert_eq!(
+            read(&mut s, 1).await,
+            format!("event: delta\ndata: {{\"revision\":{}}}\n\n", last + 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_every_stream() {
+        let hub = Hub::new(10);
+        let shutdown = CancellationToken::new();
+        let mut s = Box::pin(stream(Arc::clone(&hub), shutdown.clone()));
+        read(&mut s, 3).await;
+        shutdown.cancel();
+        assert!(s.next().await.is_none());
     }
 }
