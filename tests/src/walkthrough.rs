@@ -248,7 +248,13 @@ fn check_running_state(text: &str, pb_id: &str, namespace: &str, expect: &Expect
         .map(|m| m.keys().map(String::as_str).collect())
         .unwrap_or_default();
     ensure!(
-        keys == ["dask", "dask_scheduler", "resources_available", "since", "status"],
+        keys == [
+            "dask",
+            "dask_scheduler",
+            "resources_available",
+            "since",
+            "status"
+        ],
         "unexpected fields in the state: {text}"
     );
     ensure!(
