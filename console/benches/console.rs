@@ -220,7 +220,7 @@ fn main() {
 
 async fn run(blocks: usize, per_kind: usize) {
     let etcd = EtcdServer::start().unwrap();
-    let db = Config::connect(&common::connection(&etcd)).await.unwrap();
+    let db = Config::connect(&etcd.connection()).await.unwrap();
     let t = Instant::now();
     fill(&db, blocks).await;
     eprintln!(

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use sdp_config::{Config, ConnectionSettings};
+use sdp_config::Config;
 use sdp_console::{Console, Settings};
 use sdp_testing::EtcdServer;
 use serde_json::Value;
@@ -32,20 +32,12 @@ impl Drop for World {
     }
 }
 
-pub fn connection(etcd: &EtcdServer) -> ConnectionSettings {
-    ConnectionSettings {
-        host: etcd.host().into(),
-        port: etcd.port(),
-        ..Default::default()
-    }
-}
-
 impl World {
     /// etcd and a console on `127.0.0.1:<free port>`, ready (it has listed).
     pub async fn start() -> Result<World> {
         let etcd = EtcdServer::start()?;
-        let db = Config::connect(&connection(&etcd)).await?;
-        let mut settings = Settings::new(connection(&etcd));
+        let db = Config::connect(&etcd.connection()).await?;
+        let mut settings = Settings::new(etcd.connection());
         settings.http_addr = "127.0.0.1:0".into();
         let shutdown = CancellationToken::new();
         let console = sdp_console::start(settings, shutdown.clone()).await?;
