@@ -230,6 +230,9 @@ async fn run(blocks: usize, per_kind: usize) {
     );
 
     let log = std::env::temp_dir().join("sdp-console-bench.log");
+    // reqwest may be built with rustls and no crypto provider (workspace feature
+    // unification with the controller): install ring for the process first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let started = Instant::now();
     let console = Console::start(&etcd, &log);

@@ -46,7 +46,7 @@ impl World {
             db,
             console,
             base,
-            http: reqwest::Client::new(),
+            http: http_client(),
             shutdown,
             etcd,
         };
@@ -107,6 +107,14 @@ pub async fn write(db: &Config, changes: &[(String, Option<String>)]) -> Result<
     })
     .await?;
     Ok(())
+}
+
+/// A plain-HTTP client for the console under test. reqwest may be built with rustls and no
+/// crypto provider (feature unification with the controller in a workspace build), so the
+/// ring provider is installed for the process first (a no-op when one is installed).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 /// A processing block as `sdpcfg process` creates it, with a secret among its parameters.
