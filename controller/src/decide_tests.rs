@@ -178,7 +178,7 @@ fn an_unknown_workflow_fails_but_starts_once_it_is_registered() {
     );
     assert_eq!(
         parsed(&new),
-        json!({"status": "STARTING", "resources_available": false, "extra": "kept"})
+        json!({"status": "STARTING", "resources_available": false, "extra": "kept", "since": SINCE_TEXT})
     );
 }
 
@@ -234,7 +234,7 @@ fn a_batch_block_waits_for_its_dependencies_then_starts() {
     );
     assert_eq!(
         parsed(&text),
-        json!({"status": "WAITING", "resources_available": false, "reason": reason})
+        json!({"status": "WAITING", "resources_available": false, "reason": reason, "since": SINCE_TEXT})
     );
     put(&mut v, Part::States, "/pb/b/state", &text, 4);
     assert_eq!(decide(&v, "b", &ctx(), now()), Action::Nothing);

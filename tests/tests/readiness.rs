@@ -41,6 +41,16 @@ async fn both_daemons_are_not_ready_while_etcd_is_frozen_and_ready_again_after()
     )?);
     kill(pid, Signal::SIGSTOP)?;
     let frozen = Frozen(pid);
+    // kill() only queues the stop: on a busy machine an etcd thread can still answer a
+    // request or two. Ask only once every thread of etcd is stopped.
+    eventually(Duration::from_secs(5), "etcd stopped", || async {
+        Ok(if all_threads_stopped(pid.as_raw()) {
+            Outcome::Done(())
+        } else {
+            Outcome::NotYet("a thread still runs".into())
+        })
+    })
+    .await?;
     for (name, port) in &ports {
         let asked = Instant::now();
         let (code, body) = tokio::time::timeout(NOT_READY_WITHIN, http_get(*port, "/readyz"))
@@ -76,4 +86,24 @@ async fn both_daemons_are_not_ready_while_etcd_is_frozen_and_ready_again_after()
     }
     system.ensure_daemons_running()?;
     system.shutdown().await
+}
+
+/// Whether every thread of process `pid` is in state `T` (stopped), from `/proc`.
+fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // `pid (comm) S …`: the state follows the last `)`.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if state != Some("T") {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
