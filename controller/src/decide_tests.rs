@@ -269,7 +269,7 @@ fn a_batch_block_waits_for_its_dependencies_then_starts() {
     assert_eq!(d.id, "b-workflow");
     assert_eq!(
         parsed(&new),
-        json!({"status": "STARTING", "resources_available": false})
+        json!({"status": "STARTING", "resources_available": false, "since": SINCE_TEXT})
     );
 }
 
