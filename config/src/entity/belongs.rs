@@ -43,9 +43,9 @@ mod tests {
     fn the_longest_existing_block_wins_in_both_naming_schemes() {
         let blocks = ["a", "a-b", "pb-x"];
         let exists = |b: &str| blocks.contains(&b);
-        assert_eq!(block_of("a-b-workflow", exists).as_deref(), Some("a-b"));
-        assert_eq!(block_of("a-workflow", exists).as_deref(), Some("a"));
-        assert_eq!(block_of("proc-pb-x-dask", exists).as_deref(), Some("pb-x"));
+        assert_eq!(block_of("a-b-workflow", exists), Some("a-b"));
+        assert_eq!(block_of("a-workflow", exists), Some("a"));
+        assert_eq!(block_of("proc-pb-x-dask", exists), Some("pb-x"));
         assert_eq!(block_of("mine", exists), None);
         assert_eq!(block_of("a-", exists), None);
     }
