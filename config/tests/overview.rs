@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use sdp_config::overview::{self, Change, ChangeKind, Entity, Follower, Snapshot};
 use sdp_config::{Config, ConnectionSettings};
 use sdp_testing::EtcdServer;
+use sdp_testing::fixtures::write;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -29,28 +30,6 @@ async fn connect(etcd: &EtcdServer, prefix: &str) -> Result<Config> {
     }
     .with_prefix(prefix);
     Ok(Config::connect(&settings).await?)
-}
-
-/// Write (`Some`) or delete (`None`) these keys in one transaction.
-async fn write(db: &Config, changes: &[(&str, Option<&str>)]) -> Result<()> {
-    let changes: Vec<(String, Option<String>)> = changes
-        .iter()
-        .map(|(p, v)| (p.to_string(), v.map(str::to_string)))
-        .collect();
-    db.transact(|t| {
-        let changes = changes.clone();
-        Box::pin(async move {
-            for (path, value) in &changes {
-                match value {
-                    Some(v) => t.put(path, v)?,
-                    None => t.delete_tree(path)?,
-                }
-            }
-            Ok(())
-        })
-    })
-    .await?;
-    Ok(())
 }
 
 /// The first snapshot for which `ready` holds.

@@ -1,8 +1,8 @@
 //! Inputs and expectations shared by the unit and integration tests of several crates: a
 //! watched entry as etcd reports it, processing blocks in the wire styles the tools write,
-//! and the controller's STARTING state.
+//! the controller's STARTING state, and writing several keys in one transaction.
 
-use sdp_config::Entry;
+use sdp_config::{Config, Entry};
 
 /// A watched key as etcd reports it, created and last changed at `rev`.
 pub fn entry(path: &str, value: &str, rev: i64) -> Entry {
@@ -32,6 +32,28 @@ pub fn batch_block(id: &str, deps: &[&str]) -> String {
         r#"{{"id": "{id}", "sbi_id": null, "workflow": {{"type": "batch", "id": "teststate", "version": "0.1.0"}}, "parameters": {{}}, "dependencies": [{}]}}"#,
         deps.join(", ")
     )
+}
+
+/// Writes (`Some`) or deletes with everything below (`None`) these keys in one
+/// transaction, as the tools change several keys at once.
+pub async fn write(db: &Config, changes: &[(&str, Option<&str>)]) -> sdp_config::Result<()> {
+    let changes: Vec<(String, Option<String>)> = changes
+        .iter()
+        .map(|(p, v)| (p.to_string(), v.map(str::to_string)))
+        .collect();
+    db.transact(|t| {
+        let changes = changes.clone();
+        Box::pin(async move {
+            for (path, value) in &changes {
+                match value {
+                    Some(v) => t.put(path, v)?,
+                    None => t.delete_tree(path)?,
+                }
+            }
+            Ok(())
+        })
+    })
+    .await
 }
 
 /// Whether `state` is the controller's STARTING state in the Python tools' layout:

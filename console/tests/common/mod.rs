@@ -92,21 +92,11 @@ impl World {
 
 /// Write (`Some`) or delete (`None`) keys in one transaction.
 pub async fn write(db: &Config, changes: &[(String, Option<String>)]) -> Result<()> {
-    let changes = changes.to_vec();
-    db.transact(|t| {
-        let changes = changes.clone();
-        Box::pin(async move {
-            for (path, value) in &changes {
-                match value {
-                    Some(v) => t.put(path, v)?,
-                    None => t.delete_tree(path)?,
-                }
-            }
-            Ok(())
-        })
-    })
-    .await?;
-    Ok(())
+    let changes: Vec<(&str, Option<&str>)> = changes
+        .iter()
+        .map(|(p, v)| (p.as_str(), v.as_deref()))
+        .collect();
+    Ok(sdp_testing::fixtures::write(db, &changes).await?)
 }
 
 /// A plain-HTTP client for the console under test. reqwest may be built with rustls and no
