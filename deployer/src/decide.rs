@@ -103,6 +103,8 @@ pub(crate) enum ApplyKind {
     Upgrade,
     /// Release exists and its chart cannot be upgraded in place: uninstall + install.
     Replace,
+    /// Release exists and its state was deleted (a retry): uninstall + install, afresh.
+    Restart,
 }
 
 /// How a release stuck in `pending-*` is freed.
@@ -393,6 +395,18 @@ fn decide_helm(s: &Situation<'_>, spec: &HelmSpec) -> Plan {
         Observation::Unknown | Observation::NotListed => Plan::Probe,
         Observation::Absent => Plan::Apply(ApplyKind::Install, attempt),
         Observation::Owned(o) if !o.detailed => Plan::Probe,
+        // No state while the release exists: its state was deleted (an operator's retry,
+        // `sdpcfg retry`) or the entry is new. Start afresh: a failed or exited
+        // workload is created again, not adopted.
+        Observation::Owned(o)
+            if state.is_none()
+                && !matches!(
+                    o.status,
+                    ReleaseStatus::Uninstalled | ReleaseStatus::Uninstalling
+                ) =>
+        {
+            Plan::Apply(ApplyKind::Restart, attempt)
+        }
         Observation::Owned(o)
             if o.status == ReleaseStatus::Deployed
                 && o.digest.as_deref() == Some(spec.digest.as_str()) =>
@@ -606,6 +620,14 @@ pub(crate) fn after_success(
     memory.left_pending = false;
 }
 
+/// The entry has no state key (new, or its state was deleted to ask for a retry): the
+/// attempts made so far no longer count.
+pub(crate) fn without_state(memory: &mut Memory) {
+    memory.digest = None;
+    memory.attempts = 0;
+    memory.retry_at = None;
+}
+
 /// The release was uninstalled because its entry is gone.
 pub(crate) fn after_uninstall(memory: &mut Memory) {
     memory.observed = Observation::Absent;
@@ -648,6 +670,11 @@ pub(crate) fn apply_report(
                 spec.chart.name
             ),
         ),
+        ApplyKind::Restart => (
+            DeploymentStatus::Upgrading,
+            "starting afresh (uninstall, then install: the state was deleted to retry)"
+                .to_string(),
+        ),
     };
     progress_report(
         spec,
@@ -670,6 +697,7 @@ pub(crate) fn deployed_report(
         Some(ApplyKind::Install) => "installed",
         Some(ApplyKind::Upgrade) => "upgraded",
         Some(ApplyKind::Replace) => "replaced",
+        Some(ApplyKind::Restart) => "installed afresh",
         None => "deployed",
     };
     let mut report = progress_report(

@@ -176,7 +176,7 @@ impl Effects {
     /// revision.
     pub(crate) async fn apply(&self, t: &HelmEntry<'_>, kind: ApplyKind) -> Result<i64, HelmError> {
         let ns = &self.spec.namespace;
-        if kind == ApplyKind::Replace {
+        if matches!(kind, ApplyKind::Replace | ApplyKind::Restart) {
             self.timed(
                 "uninstall",
                 self.helm.uninstall(ns, &t.spec.release, &self.hard_stop),
@@ -195,6 +195,7 @@ impl Effects {
             ApplyKind::Install => "install",
             ApplyKind::Upgrade => "upgrade",
             ApplyKind::Replace => "replace",
+            ApplyKind::Restart => "restart",
         };
         self.timed(label, self.helm.upgrade_install(&req, &self.hard_stop))
             .await

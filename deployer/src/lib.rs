@@ -4,7 +4,9 @@
 //! conditional on that leadership and on the entry still asking for what was done.
 //! Where things are decided, done and reported: `decide` (every rule, pure), `reconcile`
 //! (plan → effect → outcome rounds), `effects` (helm calls and state writes), `store`
-//! (conditional state writes), `term` (one leadership term: watches, work queue, resync).
+//! (conditional state writes), `term` (one leadership term: watches, work queue, resync),
+//! `workload` (what became of each release in Kubernetes: its pods, summarised into the
+//! state).
 
 mod chart;
 mod decide;
@@ -25,6 +27,7 @@ mod store;
 mod term;
 mod values;
 mod view;
+mod workload;
 
 use std::sync::Arc;
 

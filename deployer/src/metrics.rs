@@ -48,6 +48,14 @@ pub(crate) struct Metrics {
     pub is_leader: Gauge,
     /// Deployment entries in view.
     pub entries: Gauge,
+    /// Pod events received (added, changed, deleted).
+    pub pod_events: Counter,
+    /// Pod watch failures (each followed by a new listing).
+    pub pod_watch_errors: Counter,
+    /// Pods of releases followed.
+    pub pods: Gauge,
+    /// Workload reports written into deployment states.
+    pub workload_writes: Counter,
 }
 
 impl Metrics {
@@ -63,6 +71,10 @@ impl Metrics {
         let resyncs = Family::<OpLabels, Counter>::default();
         let is_leader = Gauge::default();
         let entries = Gauge::default();
+        let pod_events = Counter::default();
+        let pod_watch_errors = Counter::default();
+        let pods = Gauge::default();
+        let workload_writes = Counter::default();
         registry.register(
             "helm_operations",
             "Helm operations by kind and result",
@@ -99,6 +111,22 @@ impl Metrics {
             is_leader.clone(),
         );
         registry.register("entries", "Deployment entries seen", entries.clone());
+        registry.register(
+            "pod_events",
+            "Pod events received from the Kubernetes watch",
+            pod_events.clone(),
+        );
+        registry.register(
+            "pod_watch_errors",
+            "Pod watch failures, each followed by a new listing",
+            pod_watch_errors.clone(),
+        );
+        registry.register("pods", "Pods of releases followed", pods.clone());
+        registry.register(
+            "workload_writes",
+            "Workload reports written into deployment states",
+            workload_writes.clone(),
+        );
         Metrics {
             operations,
             durations,
@@ -108,6 +136,10 @@ impl Metrics {
             resyncs,
             is_leader,
             entries,
+            pod_events,
+            pod_watch_errors,
+            pods,
+            workload_writes,
         }
     }
 

@@ -114,6 +114,9 @@ impl Reconciler {
         }
         let desired = owner.map(|(id, e)| self.effects.spec.desired(id, &e.value));
         let state = owner.and_then(|(id, _)| parse_state(snap.state(id)));
+        if owner.is_some_and(|(id, _)| snap.state(id).is_none()) {
+            decide::without_state(memory);
+        }
         let orphans = snap.orphan_states();
         let plan = decide(&Situation {
             desired: desired.as_ref(),

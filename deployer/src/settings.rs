@@ -102,6 +102,19 @@ pub struct Settings {
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "SDP_HTTP_ADDR", default_value = "0.0.0.0:8081")]
     pub http_addr: String,
+
+    /// Kubeconfig for watching the pods of the releases (cluster target); unset: the
+    /// in-cluster service account. A `:`-separated list is merged as kubectl does.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// A crash-looping pod with this many restarts makes its workload FAILED.
+    #[arg(long, env = "SDP_WORKLOAD_MAX_RESTARTS", default_value_t = 5)]
+    pub workload_max_restarts: u32,
+
+    /// A pod unschedulable for this many seconds makes its workload FAILED.
+    #[arg(long, env = "SDP_WORKLOAD_UNSCHEDULABLE", default_value = "300", value_parser = seconds)]
+    pub workload_unschedulable: Duration,
 }
 
 /// Parse a comma-separated `name=value` list (empty items ignored).

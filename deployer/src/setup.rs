@@ -17,6 +17,7 @@ use crate::helm::render::RenderTarget;
 use crate::metrics::Metrics;
 use crate::settings::{self, HelmTarget, Settings};
 use crate::spec::SpecContext;
+use crate::workload::{Limits as WorkloadLimits, Source};
 
 /// What a replica is doing, for readiness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +43,10 @@ pub(crate) struct Setup {
     pub(crate) repos: Vec<(String, String)>,
     /// Time running helm calls get to finish at shutdown.
     pub(crate) shutdown_grace: Duration,
+    /// Where workloads come from (pods of the cluster, or nothing on the render target).
+    pub(crate) workloads: Source,
+    /// When a workload counts as failed.
+    pub(crate) workload_limits: WorkloadLimits,
     role: AtomicU8,
 }
 
@@ -112,6 +117,18 @@ pub(crate) fn setup(
         kill_grace: settings.helm_kill_grace,
     };
     let cli = HelmCli::new(settings.helm.clone(), limits);
+    let workloads = match settings.helm_target {
+        HelmTarget::Cluster => Source::Cluster {
+            // A list of files is merged by the client's own inference.
+            kubeconfig: settings
+                .kubeconfig
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty() && !p.to_string_lossy().contains(':')),
+        },
+        HelmTarget::Render => Source::Render {
+            dir: settings.render_dir.display().to_string(),
+        },
+    };
     let helm: Arc<dyn Helm> = match settings.helm_target {
         HelmTarget::Cluster => Arc::new(cli),
         HelmTarget::Render => {
@@ -140,6 +157,12 @@ pub(crate) fn setup(
         resync: settings.resync(),
         repos,
         shutdown_grace: settings.daemon.shutdown_grace,
+        workloads,
+        workload_limits: WorkloadLimits {
+            max_restarts: i64::from(settings.workload_max_restarts.max(1)),
+            unschedulable_secs: i64::try_from(settings.workload_unschedulable.as_secs())
+                .unwrap_or(i64::MAX),
+        },
         role: AtomicU8::new(Role::Standby as u8),
     })
 }

@@ -10,6 +10,7 @@ use sdp_config::{Config, Error, Guard};
 use crate::decide::{Report, render_state};
 use crate::spec::{Desired, SpecContext};
 use crate::view::{Item, View};
+use crate::workload::{WORKLOAD, Workload, same};
 
 /// Transaction attempts before giving up on one write (each re-run reads fresh data).
 const ATTEMPTS: u32 = 10;
@@ -161,6 +162,73 @@ impl StateStore {
                         .unwrap_or_else(PoisonError::into_inner)
                         .record_state(id, None);
                     return Ok(());
+                }
+                Err(Error::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::RetriesExhausted { attempts: ATTEMPTS })
+    }
+
+    /// Write `workload` into the state of `id`, which reports on `release`, keeping every
+    /// other field: conditional on the entry and state as last seen (`entry`, `state`,
+    /// checked without a round trip) and on leadership. Returns `false` when there is
+    /// nothing to write any more (entry or state gone, the state is about another
+    /// release, or it already says this).
+    ///
+    /// # Errors
+    /// etcd failures, [`Error::NotLeader`].
+    pub(crate) async fn report_workload(
+        &self,
+        id: &str,
+        release: &str,
+        entry: &Item,
+        state: &Item,
+        workload: &Workload,
+    ) -> Result<bool, Error> {
+        let entry_path = Deployment::path(id);
+        let state_path = Deployment::state_path(id);
+        for attempt in 1..=ATTEMPTS {
+            let mut txn = self.db.txn();
+            if attempt == 1 {
+                txn.assume(&entry_path, Some((&entry.value, entry.mod_revision)))?;
+                txn.assume(&state_path, Some((&state.value, state.mod_revision)))?;
+            }
+            if txn.get(&entry_path).await?.is_none() {
+                return Ok(false);
+            }
+            let Some(mut current) = txn
+                .get(&state_path)
+                .await?
+                .and_then(|s| DeploymentState::parse(&s).ok())
+            else {
+                return Ok(false);
+            };
+            if current.release.as_deref() != Some(release)
+                || same(current.extra.get(WORKLOAD), workload)
+            {
+                return Ok(false);
+            }
+            let updated = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            current
+                .extra
+                .insert(WORKLOAD.into(), workload.to_value(&updated));
+            let text = current.to_json();
+            txn.require(&self.guard);
+            txn.put(&state_path, &text)?;
+            match txn.commit().await {
+                Ok(done) => {
+                    self.view
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .record_state(
+                            id,
+                            Some(Item {
+                                value: text,
+                                mod_revision: done.revision,
+                            }),
+                        );
+                    return Ok(true);
                 }
                 Err(Error::Conflict) => continue,
                 Err(e) => return Err(e),

@@ -23,6 +23,7 @@ use crate::resync;
 use crate::setup::{Role, Setup};
 use crate::store::StateStore;
 use crate::view::View;
+use crate::workload::{Dirty, Writer};
 
 /// Releases looked at at once in the cheap lane (no helm there).
 const PREPARE_LIMIT: usize = 32;
@@ -75,6 +76,20 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
                 return;
             }
         };
+    let workload_dirty = Arc::new(Dirty::default());
+    let workloads_stop = CancellationToken::new();
+    let workloads = tokio::spawn(
+        Writer {
+            source: setup.workloads.clone(),
+            namespace: setup.spec.namespace.clone(),
+            limits: setup.workload_limits,
+            view: view.clone(),
+            store: reconciler.effects.store.clone(),
+            metrics: setup.metrics.clone(),
+            dirty: workload_dirty.clone(),
+        }
+        .run(workloads_stop.clone()),
+    );
     let mut resync_task = Some(spawn_resync(setup, hard_stop.clone()));
     let mut next_resync = Instant::now();
     let (mut entries_listed, mut states_listed, mut resynced_once) = (false, false, false);
@@ -109,12 +124,14 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
                     (v.apply_entries(ev), v.entry_count())
                 };
                 setup.metrics.entries.set(i64::try_from(count).unwrap_or(i64::MAX));
+                workload_dirty.mark(dirty.iter().cloned());
                 queue.add_all(dirty);
             }
             ev = states.next() => {
                 let Some(ev) = ev else { break };
                 states_listed |= matches!(ev, WatchEvent::Listed { .. });
                 let dirty = view.lock().unwrap_or_else(PoisonError::into_inner).apply_states(ev);
+                workload_dirty.mark(dirty.iter().cloned());
                 queue.add_all(dirty);
             }
             joined = join(&mut resync_task), if resync_task.is_some() => {
@@ -152,6 +169,8 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
         }
     }
     setup.set_role(Role::Standby);
+    workloads_stop.cancel();
+    workloads.abort();
     stop_new.cancel();
     queue.close();
     if let Some(task) = resync_task {

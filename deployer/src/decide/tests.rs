@@ -432,3 +432,27 @@ fn a_failed_helm_call_retries_with_backoff_then_gives_up_in_helms_words() {
         AfterFailure::Stopped
     );
 }
+
+#[test]
+fn a_deleted_state_restarts_the_release_afresh_from_attempt_one() {
+    let d = spec("a", false);
+    // Given up after six attempts, or deployed with a workload that failed: the state is
+    // deleted to retry.
+    let mut m = mem(owned(ReleaseStatus::Failed, Some("a"), true));
+    m.digest = Some("a".into());
+    m.attempts = POLICY.max_attempts;
+    m.retry_at = Some(Instant::now() + Duration::from_secs(60));
+    without_state(&mut m);
+    assert_eq!(plan(Some(&d), None, &m), Plan::Apply(ApplyKind::Restart, 1));
+    let m = mem(owned(ReleaseStatus::Deployed, Some("a"), true));
+    assert_eq!(plan(Some(&d), None, &m), Plan::Apply(ApplyKind::Restart, 1));
+    // The release went meanwhile: a plain install.
+    let m = mem(owned(ReleaseStatus::Uninstalled, Some("a"), true));
+    assert_eq!(plan(Some(&d), None, &m), Plan::Apply(ApplyKind::Install, 1));
+    // With a state the same release is left alone.
+    let st = state(DeploymentStatus::Deployed, "a", 1);
+    let m = mem(owned(ReleaseStatus::Deployed, Some("a"), true));
+    assert_eq!(plan(Some(&d), Some(&st), &m), Plan::Nothing);
+    let report = apply_report(&d, None, ApplyKind::Restart, 1, &POLICY);
+    assert!(report.message.contains("afresh"), "{}", report.message);
+}
