@@ -672,8 +672,7 @@ pub(crate) fn apply_report(
         ),
         ApplyKind::Restart => (
             DeploymentStatus::Upgrading,
-            "starting afresh (uninstall, then install: the state was deleted to retry)"
-                .to_string(),
+            "starting afresh (uninstall, then install: the state was deleted to retry)".to_string(),
         ),
     };
     progress_report(

@@ -186,7 +186,11 @@ mod tests {
         // A lost watch: meanwhile b changed, a is gone, c appeared.
         i.begin_relist();
         i.relisted(pod("b", "r2", "Succeeded"));
-        assert_eq!(i.pods("r1").len(), 1, "the old view stays until the listing ends");
+        assert_eq!(
+            i.pods("r1").len(),
+            1,
+            "the old view stays until the listing ends"
+        );
         i.relisted(pod("c", "r3", "Pending"));
         assert_eq!(i.end_relist(), vec!["r1", "r2", "r3"]);
         assert_eq!(i.pods("r1").len(), 0);

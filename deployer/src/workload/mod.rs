@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use index::Dirty;
 use index::PodIndex;
-pub(crate) use summary::{Limits, Workload, same};
 use summary::summarize;
+pub(crate) use summary::{Limits, Workload, same};
 
 /// The field of `/deploy/<id>/state` this module owns.
 pub(crate) const WORKLOAD: &str = "workload";
@@ -126,7 +126,10 @@ impl Writer {
             }
             tokio::time::sleep(SETTLE).await;
             let listed = matches!(self.source, Source::Render { .. })
-                || index.lock().unwrap_or_else(PoisonError::into_inner).listed();
+                || index
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .listed();
             if !listed {
                 // Nothing is known until the first listing: keep the marks for it.
                 continue;

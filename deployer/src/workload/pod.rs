@@ -340,7 +340,10 @@ mod tests {
             "phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory.",
         })))
         .expect("facts");
-        assert_eq!(evicted.problem.as_ref().map(Problem::reason), Some("Evicted"));
+        assert_eq!(
+            evicted.problem.as_ref().map(Problem::reason),
+            Some("Evicted")
+        );
     }
 
     #[test]

@@ -135,7 +135,9 @@ fn cause(problem: &Problem, restarts: i64) -> String {
                 (false, Some(code)) => format!(", last exit code {code}"),
                 (false, None) => String::new(),
             };
-            format!("container {container} keeps crashing (CrashLoopBackOff, {restarts} restarts{last})")
+            format!(
+                "container {container} keeps crashing (CrashLoopBackOff, {restarts} restarts{last})"
+            )
         }
         Problem::OomKilled { container } => {
             format!("container {container} was killed: out of memory (OOMKilled)")
@@ -148,7 +150,9 @@ fn cause(problem: &Problem, restarts: i64) -> String {
         } => {
             let why = reason.as_deref().unwrap_or("Error");
             match message {
-                Some(m) => format!("container {container} exited with code {exit_code} ({why}): {m}"),
+                Some(m) => {
+                    format!("container {container} exited with code {exit_code} ({why}): {m}")
+                }
                 None => format!("container {container} exited with code {exit_code} ({why})"),
             }
         }
@@ -195,7 +199,9 @@ fn verdict(pod: &PodFacts, limits: &Limits, now: i64, recheck: &mut Option<i64>)
             ));
         }
         *recheck = Some(recheck.map_or(deadline, |r| r.min(deadline)));
-        return Verdict::Pending(Some(format!("cannot be scheduled yet (Unschedulable): {message}")));
+        return Verdict::Pending(Some(format!(
+            "cannot be scheduled yet (Unschedulable): {message}"
+        )));
     }
     if pod.phase == "Running" && pod.ready {
         Verdict::Running
@@ -289,7 +295,11 @@ pub(crate) fn summarize(pods: &[&PodFacts], removing: bool, limits: &Limits, now
         phase,
         message: super::pod::bounded(&message),
         pods: values,
-        recheck_at: if phase == Phase::Failed { None } else { recheck },
+        recheck_at: if phase == Phase::Failed {
+            None
+        } else {
+            recheck
+        },
     }
 }
 
