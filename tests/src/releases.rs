@@ -34,7 +34,7 @@ pub async fn check_workflow(system: &System, pb_id: &str, config_host: &str) -> 
             );
             object(&docs, "Pod", &release)?.clone()
         }
-        Target::FakeHelm => {
+        Target::FakeHelm | Target::StandIn { .. } => {
             let values = json!({
                 "env": {"SDP_CONFIG_HOST": config_host, "SDP_HELM_NAMESPACE": ns},
                 "pb_id": pb_id,
@@ -96,7 +96,7 @@ pub async fn check_dask(system: &System, pb_id: &str) -> Result<()> {
                 object(&docs, "Deployment", &worker)?.clone(),
             )
         }
-        Target::FakeHelm => {
+        Target::FakeHelm | Target::StandIn { .. } => {
             let values = json!({
                 "jupyter": {"enabled": false},
                 "scheduler": {"serviceType": "ClusterIP"},
@@ -142,7 +142,7 @@ pub async fn wait_removed(system: &System, pb_id: &str, limit: Duration) -> Resu
         })
     })
     .await?;
-    if let Target::FakeHelm = system.target() {
+    if let Target::FakeHelm | Target::StandIn { .. } = system.target() {
         let calls = fake_helm::calls(&system.fake_helm_dir());
         for release in &releases {
             let uninstalled = calls.iter().any(|c| {
@@ -173,7 +173,9 @@ fn left_over(system: &System, releases: &[String]) -> Result<Vec<String>> {
             left.sort();
             left
         }
-        Target::FakeHelm => fake_helm::all_release_names(&system.fake_helm_dir()),
+        Target::FakeHelm | Target::StandIn { .. } => {
+            fake_helm::all_release_names(&system.fake_helm_dir())
+        }
         Target::Cluster { .. } => {
             let ns = system.namespace();
             let mut left: Vec<String> =

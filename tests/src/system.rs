@@ -27,6 +27,12 @@ pub enum Target {
     Render,
     /// The cluster target with the stand-in helm keeping releases in `<tmp>/helm`.
     FakeHelm,
+    /// The stand-in helm, and pods watched through this kubeconfig (the Kubernetes API
+    /// stand-in, `sdp_testing::kube::KubeApi`).
+    StandIn {
+        /// The `KUBECONFIG` the deployer uses.
+        kubeconfig: PathBuf,
+    },
     /// A real cluster: real helm with this kubeconfig.
     Cluster {
         /// The `KUBECONFIG` the deployer uses.
@@ -47,6 +53,10 @@ pub struct Options {
     /// `SDP_WORKFLOW_CONFIG_HOST` of the controller (the etcd host workflow pods are
     /// told); `None`: the controller's own host, 127.0.0.1.
     pub workflow_config_host: Option<String>,
+    /// More environment for the controller (e.g. `SDP_OWNER_GRACE`).
+    pub controller_env: Vec<(String, String)>,
+    /// More environment for the deployer (e.g. `SDP_WORKLOAD_MAX_RESTARTS`).
+    pub deployer_env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -57,6 +67,8 @@ impl Options {
             namespace: "test-sdp".into(),
             deployer: true,
             workflow_config_host: None,
+            controller_env: Vec::new(),
+            deployer_env: Vec::new(),
         }
     }
 }
@@ -209,7 +221,7 @@ impl System {
         if let Some(host) = &self.opts.workflow_config_host {
             spec = spec.env("SDP_WORKFLOW_CONFIG_HOST", host.as_str());
         }
-        Ok(spec)
+        Ok(spec.envs(self.opts.controller_env.iter().cloned()))
     }
 
     fn deployer_spec(&self) -> Result<Spec> {
@@ -224,7 +236,8 @@ impl System {
             .env("SDP_HELM_BACKOFF", "0.5")
             .env("SDP_HELM_BACKOFF_MAX", "5")
             .env("SDP_LOG_LEVEL", "info")
-            .env("SDP_LOG_JSON", "false");
+            .env("SDP_LOG_JSON", "false")
+            .envs(self.opts.deployer_env.iter().cloned());
         Ok(match &self.opts.target {
             Target::Render => spec
                 .env("SDP_HELM", real_helm()?.display().to_string())
@@ -239,6 +252,15 @@ impl System {
                 .env("SDP_HELM_TARGET", "cluster")
                 .env("SDP_HELM_TIMEOUT", "120")
                 .env("FAKE_HELM_DIR", self.fake_helm_dir().display().to_string()),
+            Target::StandIn { kubeconfig } => spec
+                .env(
+                    "SDP_HELM",
+                    sdp_testing::fake_helm_path().display().to_string(),
+                )
+                .env("SDP_HELM_TARGET", "cluster")
+                .env("SDP_HELM_TIMEOUT", "120")
+                .env("FAKE_HELM_DIR", self.fake_helm_dir().display().to_string())
+                .env("KUBECONFIG", kubeconfig.display().to_string()),
             Target::Cluster { kubeconfig } => spec
                 .env("SDP_HELM", real_helm()?.display().to_string())
                 .env("SDP_HELM_TARGET", "cluster")
@@ -284,6 +306,14 @@ impl System {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, port)| *port)
+    }
+
+    /// The process ID of daemon `name` (`controller`, `deployer`).
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.daemons()
+            .iter()
+            .find(|p| p.name() == name)
+            .map(Proc::pid)
     }
 
     /// Fails if the controller or the deployer has exited.

@@ -453,6 +453,9 @@ fn a_deleted_state_restarts_the_release_afresh_from_attempt_one() {
     let st = state(DeploymentStatus::Deployed, "a", 1);
     let m = mem(owned(ReleaseStatus::Deployed, Some("a"), true));
     assert_eq!(plan(Some(&d), Some(&st), &m), Plan::Nothing);
-    let report = apply_report(&d, None, ApplyKind::Restart, 1, &POLICY);
+    let Desired::Helm(h) = &d else {
+        panic!("a helm spec")
+    };
+    let report = apply_report(h, None, ApplyKind::Restart, 1, &POLICY);
     assert!(report.message.contains("afresh"), "{}", report.message);
 }
