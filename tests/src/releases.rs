@@ -53,6 +53,33 @@ pub async fn check_workflow(system: &System, pb_id: &str, config_host: &str) -> 
                 status["info"]["status"] == "deployed",
                 "helm status {release}: {status}"
             );
+            // The deployer follows the workflow's pod: its state has a workload with
+            // the pod (docs/states.md).
+            let state = system
+                .wait_value(
+                    &format!("/deploy/{release}/state"),
+                    Duration::from_secs(600),
+                    |v| {
+                        serde_json::from_str::<Value>(v).is_ok_and(|s| {
+                            s["workload"]["pods"]
+                                .as_array()
+                                .is_some_and(|p| p.iter().any(|p| p["name"] == release.as_str()))
+                        })
+                    },
+                )
+                .await?;
+            let state: Value = serde_json::from_str(&state)?;
+            let phase = &state["workload"]["phase"];
+            ensure!(
+                ["PENDING", "RUNNING", "FINISHED", "FAILED"]
+                    .iter()
+                    .any(|p| phase == p),
+                "workload phase of {release}: {state}"
+            );
+            ensure!(
+                state["workload"]["updated"].is_string(),
+                "workload of {release} has its time: {state}"
+            );
             kubectl_json(system, &["get", "pod", &release])?
         }
     };
