@@ -132,6 +132,12 @@ impl Dirty {
         }
     }
 
+    /// Wake the writer even with nothing new marked (a listing completed: what was
+    /// marked before it can be written now).
+    pub(crate) fn poke(&self) {
+        self.notify.notify_one();
+    }
+
     /// Take every marked release.
     pub(crate) fn take(&self) -> BTreeSet<String> {
         std::mem::take(&mut *self.set.lock().unwrap_or_else(PoisonError::into_inner))

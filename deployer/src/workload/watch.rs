@@ -81,6 +81,7 @@ pub(crate) async fn follow(
             e = events.next() => e,
         };
         let Some(event) = event else { return };
+        let listing_done = matches!(event, Ok(Event::InitDone));
         let changed = {
             let mut index = index.lock().unwrap_or_else(PoisonError::into_inner);
             let changed = match event {
@@ -130,7 +131,11 @@ pub(crate) async fn follow(
                 .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
             changed
         };
-        if !changed.is_empty() {
+        if changed.is_empty() {
+            if listing_done {
+                dirty.poke();
+            }
+        } else {
             dirty.mark(changed);
         }
     }
