@@ -3,7 +3,7 @@ use sdp_config::WatchEvent;
 use serde_json::json;
 
 use super::*;
-use crate::fixtures::{batch_block, deploy_context, put, realtime_block, synced_view};
+use crate::fixtures::{batch_block, deploy_context, put, realtime_block, synced_view, t0};
 use crate::view::Part;
 
 const FILE: &str = r#"{"repositories": [{"name": "local", "path": "sdp"}],
@@ -381,6 +381,7 @@ fn a_deleted_blocks_deployments_go_and_nothing_else() {
             path: "/pb/realtime-20191121-0000".into(),
             revision: 4,
         },
+        t0(),
     );
     let Action::Cleanup(removals) = decide(&v, "realtime-20191121-0000", &ctx(), now()) else {
         panic!()
