@@ -182,8 +182,9 @@ async fn retry(db: &Config, ids: Vec<String>, out: Out) -> Result<()> {
         .await?;
     let done = outcome.map_err(|unknown| {
         let paths: Vec<String> = unknown.iter().map(|id| Deployment::path(id)).collect();
+        let verb = if paths.len() == 1 { "does" } else { "do" };
         anyhow!(
-            "no such deployment: {} does not exist; nothing retried",
+            "no such deployment: {} {verb} not exist; nothing retried",
             paths.join(", ")
         )
     })?;
