@@ -3,7 +3,7 @@
 //! deployment is failing and why, in one line, and how its pods ended. The controller
 //! only reads these states; anything it does not understand counts as "not failing".
 
-use sdp_config::entity::{DeploymentState, DeploymentStatus};
+use sdp_config::entity::DeploymentStatus;
 use serde_json::Value;
 
 /// Longest cause kept from a deployment's state (the deployer bounds its own messages;
@@ -46,22 +46,20 @@ pub(crate) struct DeployReport {
 impl DeployReport {
     /// Read a stored state; `created` is its key's `create_revision`.
     pub(crate) fn parse(text: &str, created: i64) -> Self {
-        let Ok(state) = DeploymentState::parse(text) else {
-            return DeployReport {
-                created,
-                failing: None,
-                exit: None,
-            };
+        // Read as plain JSON rather than through `DeploymentState`: the fields are the
+        // contract (`docs/states.md`), however the deployer's own type holds them.
+        let state: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        let field = |v: Option<&Value>, name: &str| {
+            v.and_then(|v| v.get(name))
+                .and_then(Value::as_str)
+                .map(one_line)
+                .filter(|s| !s.is_empty())
         };
-        let workload = state.extra.get("workload").and_then(Value::as_object);
-        let text_of = |v: Option<&Value>| v.and_then(Value::as_str).map(one_line);
-        let failing = if state.known_status() == Some(DeploymentStatus::Failed) {
+        let workload = state.get("workload").filter(|w| w.is_object());
+        let status = state.get("status").and_then(Value::as_str);
+        let failing = if status == Some(DeploymentStatus::Failed.as_str()) {
             Some(Failing::Helm(
-                state
-                    .message
-                    .as_deref()
-                    .map(one_line)
-                    .filter(|m| !m.is_empty())
+                field(Some(&state), "message")
                     .unwrap_or_else(|| "Helm gave up (no message)".into()),
             ))
         } else if workload
@@ -70,8 +68,7 @@ impl DeployReport {
             == Some("FAILED")
         {
             Some(Failing::Workload(
-                text_of(workload.and_then(|w| w.get("message")))
-                    .filter(|m| !m.is_empty())
+                field(workload, "message")
                     .unwrap_or_else(|| "its workload failed (no message)".into()),
             ))
         } else {
