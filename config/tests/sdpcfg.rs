@@ -4,7 +4,7 @@
 //! description of the tool), error cases included.
 //!
 //! Each test starts its own etcd; the tool sees it only through `SDP_CONFIG_*`.
-//! The new commands (`status`, `workflows`, `process --wait`) have no Python
+//! The new commands (`status`, `workflows`, `process --wait`, `retry`) have no Python
 //! counterpart: their expected text is this project's own (golden text).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,6 +20,8 @@ mod errors;
 mod process_deploy;
 #[path = "sdpcfg/process_wait.rs"]
 mod process_wait;
+#[path = "sdpcfg/retry.rs"]
+mod retry;
 #[path = "sdpcfg/status.rs"]
 mod status;
 #[path = "sdpcfg/watch.rs"]

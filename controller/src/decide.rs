@@ -8,6 +8,7 @@ use sdp_config::entity::{Deployment, PbStatus, ProcessingBlock, ProcessingBlockS
 use serde_json::Value;
 
 use crate::failure::FailureKind;
+use crate::fold::{Folded, fold};
 use crate::ownership;
 use crate::registry::Lookup;
 use crate::state_class::{FAILED_BY, FAILED_BY_US, StateClass};
@@ -77,6 +78,14 @@ pub(crate) enum Action {
         failure: Option<FailureKind>,
         reason: String,
     },
+    /// Fold what became of the block's deployments and workflow into its state.
+    Fold {
+        /// `mod_revision` of the block decided on.
+        pb_rev: i64,
+        state: StateWrite,
+        /// What changed.
+        folded: Folded,
+    },
     /// The block is gone: delete its deployments.
     Cleanup(Vec<Removal>),
 }
@@ -97,8 +106,8 @@ pub(crate) fn decide(view: &View, id: &str, ctx: &DeployContext, now: DateTime<U
         return cleanup(view, id);
     };
     let state = view.states.get(id);
-    if state.is_some_and(|s| s.class == StateClass::Other) {
-        return Action::Nothing;
+    if let Some(seen) = state.filter(|s| s.class == StateClass::Other) {
+        return fold(view, id, block.mod_rev, seen, ctx, now);
     }
     let desired = evaluate(view, id, block, ctx);
     let current = state.and_then(|s| {

@@ -3,7 +3,8 @@ use sdp_config::WatchEvent;
 use serde_json::json;
 
 use super::*;
-use crate::fixtures::{batch_block, deploy_context, put, realtime_block, synced_view};
+use crate::fixtures::{batch_block, deploy_context, put, realtime_block, synced_view, t0};
+use crate::fold::{Folded, recheck_at};
 use crate::view::Part;
 
 const FILE: &str = r#"{"repositories": [{"name": "local", "path": "sdp"}],
@@ -381,6 +382,7 @@ fn a_deleted_blocks_deployments_go_and_nothing_else() {
             path: "/pb/realtime-20191121-0000".into(),
             revision: 4,
         },
+        t0(),
     );
     let Action::Cleanup(removals) = decide(&v, "realtime-20191121-0000", &ctx(), now()) else {
         panic!()
@@ -466,4 +468,372 @@ fn since_is_written_once_when_the_controller_creates_the_state_and_kept_after() 
     };
     assert_eq!(parsed(&new)["status"], "STARTING");
     assert_eq!(parsed(&new)["since"], SINCE_TEXT, "kept, not renewed");
+}
+
+// Folding what became of a block's deployments and workflow into its state.
+
+const WF: &str = "realtime-20261201-0000-workflow";
+const PB: &str = "realtime-20261201-0000";
+const PULL: &str = "pod realtime-20261201-0000-workflow: image \"sdp/workflow-testdask:0.1.0\" cannot be pulled (ImagePullBackOff)";
+
+/// A view with block `PB` (revision 2) whose state, written by its workflow, is `state`
+/// (revision 10).
+fn started(state: serde_json::Value) -> View {
+    let mut v = view();
+    put(
+        &mut v,
+        Part::Blocks,
+        &format!("/pb/{PB}"),
+        &realtime_block(PB),
+        2,
+    );
+    put(&mut v, Part::Deployments, &format!("/deploy/{WF}"), "{}", 3);
+    set_state(&mut v, PB, state, 10);
+    v
+}
+
+/// Writes deployment `id`'s state as the deployer would: created at `created`, last
+/// changed at `rev`.
+fn deploy_state(v: &mut View, id: &str, state: serde_json::Value, created: i64, rev: i64) {
+    v.apply(
+        Part::DeployStates,
+        WatchEvent::Put(sdp_config::Entry {
+            path: format!("/deploy/{id}/state"),
+            value: state.to_string(),
+            mod_revision: rev,
+            create_revision: created,
+        }),
+        t0(),
+    );
+}
+
+fn workload_failed(message: &str) -> serde_json::Value {
+    json!({"status": "DEPLOYED", "message": "installed: revision 1", "workload": {
+        "phase": "FAILED", "message": message, "pods": [{"name": WF, "phase": "Pending",
+        "ready": false, "restarts": 0, "reason": "ImagePullBackOff"}]}})
+}
+
+fn deployed(phase: &str) -> serde_json::Value {
+    json!({"status": "DEPLOYED", "workload": {"phase": phase, "pods": []}})
+}
+
+/// The state a fold writes, with what it says it did; panics on anything else.
+fn folded(v: &View, at: DateTime<Utc>) -> (serde_json::Value, Folded, i64) {
+    match decide(v, PB, &ctx(), at) {
+        Action::Fold {
+            pb_rev: 2,
+            state: StateWrite::Replace { rev, new, .. },
+            folded,
+        } => (parsed(&new), folded, rev),
+        other => panic!("expected a fold, got {other:?}"),
+    }
+}
+
+fn delete(v: &mut View, part: Part, path: &str, rev: i64, at: DateTime<Utc>) {
+    crate::fixtures::delete_at(v, part, path, rev, at);
+}
+
+#[test]
+fn a_failed_workflow_workload_fails_the_running_block_keeping_every_other_field() {
+    let mut v = started(
+        json!({"status": "RUNNING", "since": SINCE_TEXT, "resources_available": true, "dask": "up"}),
+    );
+    deploy_state(&mut v, WF, workload_failed(PULL), 5, 11);
+    let (state, what, rev) = folded(&v, now());
+    assert_eq!(rev, 10, "conditional on the state as read");
+    let reason = format!("workflow {PULL}");
+    assert_eq!(
+        state,
+        json!({"status": "FAILED", "reason": reason, "failed_deployment": WF,
+               "since": SINCE_TEXT, "resources_available": true, "dask": "up"})
+    );
+    assert_eq!(what, Folded::Failed(FailureKind::DeploymentFailed, reason));
+    // Once FAILED, nothing more to write.
+    set_state(&mut v, PB, state, 12);
+    assert_eq!(decide(&v, PB, &ctx(), now()), Action::Nothing);
+}
+
+#[test]
+fn helm_giving_up_on_the_workflow_fails_a_starting_block_with_helms_message() {
+    let mut v =
+        started(json!({"status": "STARTING", "resources_available": false, "since": SINCE_TEXT}));
+    deploy_state(
+        &mut v,
+        WF,
+        json!({"status": "FAILED", "message": "Kubernetes cluster unreachable", "attempts": 5}),
+        5,
+        11,
+    );
+    let (state, _, _) = folded(&v, now());
+    assert_eq!(state["status"], "FAILED");
+    assert_eq!(
+        state["reason"],
+        format!("workflow deployment {WF}: Kubernetes cluster unreachable")
+    );
+    assert_eq!(state["failed_deployment"], WF);
+    assert_eq!(state["since"], SINCE_TEXT);
+}
+
+#[test]
+fn a_finished_block_is_never_touched() {
+    let mut v = started(json!({"status": "FINISHED", "since": SINCE_TEXT}));
+    deploy_state(&mut v, WF, workload_failed(PULL), 5, 11);
+    deploy_state(
+        &mut v,
+        &format!("{PB}-dask"),
+        json!({"status": "FAILED", "message": "no"}),
+        6,
+        12,
+    );
+    put(&mut v, Part::States, &format!("/pb/{PB}/owner"), "{}", 13);
+    delete(&mut v, Part::States, &format!("/pb/{PB}/owner"), 14, t0());
+    let much_later = now() + chrono::TimeDelta::days(1);
+    assert_eq!(decide(&v, PB, &ctx(), much_later), Action::Nothing);
+    assert_eq!(recheck_at(&v, PB, &ctx(), now()), None);
+    set_state(&mut v, PB, json!({"status": "CANCELLED"}), 15);
+    assert_eq!(decide(&v, PB, &ctx(), much_later), Action::Nothing);
+}
+
+#[test]
+fn a_block_the_workflow_failed_keeps_its_own_reason() {
+    let mut v = started(json!({"status": "FAILED", "reason": "bad data"}));
+    deploy_state(&mut v, WF, workload_failed(PULL), 5, 11);
+    assert_eq!(decide(&v, PB, &ctx(), now()), Action::Nothing);
+    // And a deployment that is fine again does not start it: it was not ours to fail.
+    deploy_state(&mut v, WF, deployed("RUNNING"), 5, 12);
+    assert_eq!(decide(&v, PB, &ctx(), now()), Action::Nothing);
+}
+
+#[test]
+fn other_failing_deployments_are_listed_without_changing_the_status() {
+    let mut v = started(json!({"status": "RUNNING", "since": SINCE_TEXT}));
+    // A block with a longer ID owns its own deployments.
+    let longer = format!("{PB}-x");
+    put(
+        &mut v,
+        Part::Blocks,
+        &format!("/pb/{longer}"),
+        &realtime_block(&longer),
+        4,
+    );
+    deploy_state(
+        &mut v,
+        &format!("{longer}-dask"),
+        workload_failed("pod y: no"),
+        5,
+        5,
+    );
+    let dask = format!("{PB}-dask");
+    let receive = format!("proc-{PB}-receive");
+    deploy_state(
+        &mut v,
+        &dask,
+        workload_failed("pod d: crash loop (CrashLoopBackOff)"),
+        6,
+        11,
+    );
+    deploy_state(
+        &mut v,
+        &receive,
+        json!({"status": "FAILED", "message": "chart not found"}),
+        7,
+        12,
+    );
+    deploy_state(&mut v, WF, deployed("RUNNING"), 8, 13);
+    let (state, what, _) = folded(&v, now());
+    assert_eq!(what, Folded::Deployments);
+    assert_eq!(
+        state,
+        json!({"status": "RUNNING", "since": SINCE_TEXT, "deployments": {
+            dask.clone(): "pod d: crash loop (CrashLoopBackOff)",
+            receive.clone(): "chart not found"}})
+    );
+    set_state(&mut v, PB, state, 14);
+    assert_eq!(decide(&v, PB, &ctx(), now()), Action::Nothing);
+    // One stops failing: its entry goes.
+    deploy_state(&mut v, &dask, deployed("RUNNING"), 6, 15);
+    let (state, _, _) = folded(&v, now());
+    assert_eq!(
+        state["deployments"],
+        json!({receive.clone(): "chart not found"})
+    );
+    set_state(&mut v, PB, state, 16);
+    // The other's state is deleted (retried): the field goes.
+    delete(
+        &mut v,
+        Part::DeployStates,
+        &format!("/deploy/{receive}/state"),
+        17,
+        t0(),
+    );
+    let (state, _, _) = folded(&v, now());
+    assert_eq!(state, json!({"status": "RUNNING", "since": SINCE_TEXT}));
+}
+
+#[test]
+fn a_workflow_whose_owner_stays_gone_fails_after_the_grace_with_its_pods_exit() {
+    let mut v = started(json!({"status": "RUNNING", "since": SINCE_TEXT}));
+    // The workflow deployment is not failing (its pod restarts), but its last exit
+    // is known.
+    deploy_state(
+        &mut v,
+        WF,
+        json!({"status": "DEPLOYED", "workload": {"phase": "PENDING",
+            "pods": [{"name": "w", "phase": "Pending", "ready": false, "restarts": 1, "reason": "Error", "exit_code": 3}]}}),
+        5,
+        9,
+    );
+    put(&mut v, Part::States, &format!("/pb/{PB}/owner"), "{}", 11);
+    assert_eq!(decide(&v, PB, &ctx(), now()), Action::Nothing);
+    assert_eq!(recheck_at(&v, PB, &ctx(), now()), None);
+    let gone = now() + chrono::TimeDelta::seconds(5);
+    delete(&mut v, Part::States, &format!("/pb/{PB}/owner"), 12, gone);
+    let end = gone + chrono::TimeDelta::seconds(120);
+    // Within the grace: nothing yet, but come back when it ends.
+    let before = end - chrono::TimeDelta::seconds(1);
+    assert_eq!(decide(&v, PB, &ctx(), before), Action::Nothing);
+    assert_eq!(recheck_at(&v, PB, &ctx(), before), Some(end));
+    let (state, what, rev) = folded(&v, end);
+    assert_eq!(rev, 10);
+    let reason = "workflow exited without finishing (pod w: Error, exit code 3)";
+    assert_eq!(
+        state,
+        json!({"status": "FAILED", "reason": reason, "failed_deployment": WF, "since": SINCE_TEXT})
+    );
+    assert_eq!(
+        what,
+        Folded::Failed(FailureKind::WorkflowExited, reason.into())
+    );
+    // FAILED: no more rechecks, and the unchanged deployment is no retry.
+    set_state(&mut v, PB, state, 13);
+    assert_eq!(recheck_at(&v, PB, &ctx(), end), None);
+    assert_eq!(decide(&v, PB, &ctx(), end), Action::Nothing);
+}
+
+#[test]
+fn an_owner_back_within_the_grace_changes_nothing() {
+    let mut v = started(json!({"status": "RUNNING"}));
+    let owner = format!("/pb/{PB}/owner");
+    put(&mut v, Part::States, &owner, "{}", 11);
+    delete(&mut v, Part::States, &owner, 12, now());
+    put(&mut v, Part::States, &owner, "{}", 13);
+    let later = now() + chrono::TimeDelta::seconds(600);
+    assert_eq!(decide(&v, PB, &ctx(), later), Action::Nothing);
+    assert_eq!(recheck_at(&v, PB, &ctx(), later), None);
+}
+
+#[test]
+fn a_running_block_without_an_owner_at_start_up_fails_after_the_grace() {
+    let mut v = View::new(true);
+    v.registry
+        .set_file(sdp_config::entity::WorkflowsFile::parse(FILE).unwrap());
+    let listed = |entries| WatchEvent::Listed {
+        revision: 20,
+        entries,
+    };
+    let entry = sdp_testing::fixtures::entry;
+    v.apply(
+        Part::Blocks,
+        listed(vec![
+            entry(&format!("/pb/{PB}"), &realtime_block(PB), 2),
+            entry("/pb/s", &realtime_block("s"), 2),
+        ]),
+        t0(),
+    );
+    v.apply(
+        Part::States,
+        listed(vec![
+            entry(&format!("/pb/{PB}/state"), r#"{"status": "RUNNING"}"#, 10),
+            entry("/pb/s/state", r#"{"status": "STARTING"}"#, 10),
+        ]),
+        t0(),
+    );
+    for part in [Part::Deployments, Part::Workflows, Part::DeployStates] {
+        v.apply(part, listed(Vec::new()), t0());
+    }
+    let end = t0() + chrono::TimeDelta::seconds(120);
+    assert_eq!(recheck_at(&v, PB, &ctx(), t0()), Some(end));
+    // A STARTING block has no workflow to miss yet.
+    assert_eq!(recheck_at(&v, "s", &ctx(), t0()), None);
+    assert_eq!(decide(&v, "s", &ctx(), end), Action::Nothing);
+    // No deployment state to retry: no failed_deployment.
+    let (state, _, _) = folded(&v, end);
+    assert_eq!(
+        state,
+        json!({"status": "FAILED", "reason": "workflow exited without finishing"})
+    );
+}
+
+#[test]
+fn a_block_failed_by_its_deployment_starts_again_when_the_deployment_is_retried() {
+    let failed = json!({"status": "FAILED", "reason": format!("workflow {PULL}"),
+        "failed_deployment": WF, "since": SINCE_TEXT, "resources_available": false, "note": "kept"});
+    let again = json!({"status": "STARTING", "resources_available": false, "since": SINCE_TEXT, "note": "kept"});
+    // Its state deleted (`sdpcfg retry`).
+    let mut v = started(failed.clone());
+    deploy_state(&mut v, WF, workload_failed(PULL), 5, 9);
+    assert_eq!(decide(&v, PB, &ctx(), now()), Action::Nothing);
+    delete(
+        &mut v,
+        Part::DeployStates,
+        &format!("/deploy/{WF}/state"),
+        11,
+        t0(),
+    );
+    let (state, what, _) = folded(&v, now());
+    assert_eq!(state, again);
+    assert_eq!(what, Folded::Retried(WF.into()));
+    // A new attempt reported in place (the entry changed, helm runs again).
+    let mut v = started(failed.clone());
+    deploy_state(
+        &mut v,
+        WF,
+        json!({"status": "FAILED", "message": "x"}),
+        5,
+        9,
+    );
+    deploy_state(&mut v, WF, json!({"status": "UPGRADING"}), 5, 11);
+    assert_eq!(folded(&v, now()).0, again);
+    // The new attempt fails at once: FAILED with the new reason, in one write.
+    let mut v = started(failed);
+    deploy_state(&mut v, WF, workload_failed("pod z: gone"), 11, 11);
+    let (state, what, _) = folded(&v, now());
+    assert_eq!(state["status"], "FAILED");
+    assert_eq!(state["reason"], "workflow pod z: gone");
+    assert!(matches!(
+        what,
+        Folded::Failed(FailureKind::DeploymentFailed, _)
+    ));
+}
+
+#[test]
+fn a_block_whose_workflow_exited_starts_again_only_on_a_fresh_attempt() {
+    let failed = json!({"status": "FAILED", "reason": "workflow exited without finishing",
+        "failed_deployment": WF});
+    let mut v = started(failed);
+    let owner = format!("/pb/{PB}/owner");
+    put(&mut v, Part::States, &owner, "{}", 4);
+    delete(&mut v, Part::States, &owner, 5, t0());
+    // The deployment never failed: that it is fine says nothing.
+    deploy_state(&mut v, WF, deployed("FINISHED"), 3, 9);
+    let later = now() + chrono::TimeDelta::days(1);
+    assert_eq!(decide(&v, PB, &ctx(), later), Action::Nothing);
+    // Deleted and written afresh by the deployer, after the block failed.
+    deploy_state(
+        &mut v,
+        WF,
+        json!({"status": "INSTALLING", "attempts": 1}),
+        12,
+        12,
+    );
+    let (state, what, _) = folded(&v, later);
+    assert_eq!(
+        state,
+        json!({"status": "STARTING", "resources_available": false})
+    );
+    assert_eq!(what, Folded::Retried(WF.into()));
+    // Once STARTING is recorded, the old owner's absence no longer counts.
+    v.record_state(PB, &state.to_string(), 13);
+    assert_eq!(recheck_at(&v, PB, &ctx(), later), None);
+    assert_eq!(decide(&v, PB, &ctx(), later), Action::Nothing);
 }

@@ -21,13 +21,17 @@ pub(crate) enum FailureKind {
     DependencyFailed,
     /// The block depends on itself, directly or through others.
     DependencyCycle,
+    /// The workflow deployment failed (Helm gave up, or its workload failed).
+    DeploymentFailed,
+    /// The workflow's owner key stayed gone: the workflow exited without finishing.
+    WorkflowExited,
     /// A request to etcd failed (retried).
     EtcdError,
 }
 
 impl FailureKind {
     /// Every kind, for metrics.
-    pub(crate) const ALL: [FailureKind; 10] = [
+    pub(crate) const ALL: [FailureKind; 12] = [
         FailureKind::InvalidJson,
         FailureKind::InvalidBlock,
         FailureKind::InvalidId,
@@ -37,6 +41,8 @@ impl FailureKind {
         FailureKind::TemplateError,
         FailureKind::DependencyFailed,
         FailureKind::DependencyCycle,
+        FailureKind::DeploymentFailed,
+        FailureKind::WorkflowExited,
         FailureKind::EtcdError,
     ];
 
@@ -51,6 +57,8 @@ impl FailureKind {
             FailureKind::TemplateError => "template_error",
             FailureKind::DependencyFailed => "dependency_failed",
             FailureKind::DependencyCycle => "dependency_cycle",
+            FailureKind::DeploymentFailed => "deployment_failed",
+            FailureKind::WorkflowExited => "workflow_exited",
             FailureKind::EtcdError => "etcd_error",
         }
     }

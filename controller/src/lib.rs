@@ -8,10 +8,12 @@
 mod decide;
 mod deleted;
 mod dependents;
+mod deploy_report;
 mod error;
 mod failure;
 #[cfg(test)]
 mod fixtures;
+mod fold;
 mod leader;
 mod metrics;
 mod ownership;
@@ -92,6 +94,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> 
     let deploy = DeployContext {
         config_host: settings.config_host_for_workflows().to_string(),
         namespace: settings.helm_namespace.clone(),
+        owner_grace: settings.owner_grace,
     };
     let lanes = [LaneSpec {
         name: "reconcile",

@@ -58,7 +58,7 @@ pub(crate) async fn perform(
             }
             Ok(outcome.err().unwrap_or(Outcome::Done))
         }
-        Action::SetState { pb_rev, state, .. } => {
+        Action::SetState { pb_rev, state, .. } | Action::Fold { pb_rev, state, .. } => {
             let mut txn = block_txn(shared, id, *pb_rev, guard)?;
             write_state(&mut txn, id, state).await?;
             let outcome = finish(txn).await?;

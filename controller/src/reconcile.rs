@@ -7,6 +7,7 @@ use sdp_runtime::queue::Next;
 
 use crate::decide::{Action, decide};
 use crate::failure::FailureKind;
+use crate::fold::{Folded, recheck_at};
 use crate::perform::{Outcome, perform};
 use crate::shared::Shared;
 
@@ -19,12 +20,15 @@ pub(crate) async fn reconcile(shared: &Shared, key: &str) -> Next {
         return Next::Done;
     };
     let start = Instant::now();
-    let action = {
+    let (action, recheck) = {
         let view = shared.view();
         if !view.is_synced() {
             return Next::Done;
         }
-        decide(&view, key, &shared.deploy, chrono::Utc::now())
+        let now = chrono::Utc::now();
+        let recheck = recheck_at(&view, key, &shared.deploy, now)
+            .map(|at| (at - now).to_std().unwrap_or_default());
+        (decide(&view, key, &shared.deploy, now), recheck)
     };
     let next = match action {
         Action::Nothing => Next::Done,
@@ -62,7 +66,11 @@ pub(crate) async fn reconcile(shared: &Shared, key: &str) -> Next {
         .metrics
         .reconcile_duration
         .observe(start.elapsed().as_secs_f64());
-    next
+    match (next, recheck) {
+        // A grace is running out with nothing in etcd to say so: come back when it ends.
+        (Next::Done, Some(wait)) => Next::At(tokio::time::Instant::now() + wait),
+        _ => next,
+    }
 }
 
 fn report(shared: &Shared, action: &Action) {
@@ -89,6 +97,21 @@ fn report(shared: &Shared, action: &Action) {
             reason,
             ..
         } => tracing::info!(%reason, "state WAITING"),
+        Action::Fold {
+            folded: Folded::Failed(kind, reason),
+            ..
+        } => {
+            shared.metrics.failed(*kind);
+            tracing::warn!(kind = kind.as_str(), %reason, "state FAILED");
+        }
+        Action::Fold {
+            folded: Folded::Retried(deploy_id),
+            ..
+        } => tracing::info!(%deploy_id, "deployment retried; state STARTING"),
+        Action::Fold {
+            folded: Folded::Deployments,
+            ..
+        } => tracing::info!("failing deployments reported in the state"),
         Action::Cleanup(_) | Action::Nothing => {}
     }
 }

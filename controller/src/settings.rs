@@ -56,6 +56,12 @@ pub struct Settings {
     #[arg(long, alias = "resync-secs", env = "SDP_RESYNC_INTERVAL", default_value = "300",
           value_parser = seconds)]
     pub resync_interval: Duration,
+
+    /// Seconds a block's owner key (`/pb/<id>/owner`, held by its workflow) may be gone
+    /// before the block, neither FINISHED nor FAILED, is set FAILED ("workflow exited
+    /// without finishing"): long enough for a restarted workflow pod to claim it again.
+    #[arg(long, env = "SDP_OWNER_GRACE", default_value = "120", value_parser = seconds)]
+    pub owner_grace: Duration,
 }
 
 impl Settings {
@@ -71,6 +77,7 @@ impl Settings {
             http_addr: "0.0.0.0:8080".into(),
             controller_workers: 32,
             resync_interval: Duration::from_secs(300),
+            owner_grace: Duration::from_secs(120),
         }
     }
 
@@ -130,6 +137,7 @@ mod tests {
         assert_eq!(s.http_addr, "0.0.0.0:8080");
         assert_eq!(s.helm_namespace, "sdp");
         assert_eq!(s.controller_workers, 32);
+        assert_eq!(s.owner_grace, Duration::from_secs(120));
         assert_eq!(s.config_host_for_workflows(), "127.0.0.1");
     }
 }

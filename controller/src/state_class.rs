@@ -61,6 +61,32 @@ impl SeenState {
     }
 }
 
+impl SeenState {
+    /// True when the status is one a running workflow writes: neither the controller's
+    /// own (STARTING, WAITING) nor final (FINISHED, FAILED, CANCELLED). A 2019 state
+    /// without `status` does not count: such workflows hold no owner key.
+    pub(crate) fn is_running(&self) -> bool {
+        self.class == StateClass::Other
+            && self.status.as_deref().is_some_and(|s| {
+                !matches!(
+                    PbStatus::parse(s),
+                    Some(
+                        PbStatus::Starting
+                            | PbStatus::Waiting
+                            | PbStatus::Finished
+                            | PbStatus::Failed
+                            | PbStatus::Cancelled
+                    )
+                )
+            })
+    }
+
+    /// True for a STARTING state: the controller (re)started the block.
+    pub(crate) fn is_starting(&self) -> bool {
+        self.status.as_deref() == Some(PbStatus::Starting.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +103,23 @@ mod tests {
         assert_eq!(class(r#"{"status": "RUNNING"}"#), StateClass::Other);
         assert_eq!(class("not json"), StateClass::Other);
         assert_eq!(SeenState::new("not json".into(), 1).status, None);
+    }
+
+    #[test]
+    fn running_means_written_by_a_running_workflow() {
+        let running = |raw: &str| SeenState::new(raw.into(), 1).is_running();
+        assert!(running(r#"{"status": "RUNNING"}"#));
+        assert!(running(r#"{"status": "READY"}"#));
+        for raw in [
+            r#"{"status": "STARTING"}"#,
+            r#"{"status": "FINISHED"}"#,
+            r#"{"status": "FAILED"}"#,
+            r#"{"status": "CANCELLED"}"#,
+            r#"{"status": "WAITING"}"#,
+            r#"{"state": "executing"}"#,
+            "not json",
+        ] {
+            assert!(!running(raw), "{raw}");
+        }
     }
 }

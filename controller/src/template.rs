@@ -8,13 +8,16 @@ use serde_json::{Map, Value, json};
 /// Chart of the default workflow deployment.
 pub(crate) const DEFAULT_CHART: &str = "workflow";
 
-/// What a deployment is rendered from besides the block and its workflow definition.
+/// What decide needs besides the view: what a deployment is rendered from besides the
+/// block and its workflow definition, and how long a workflow may be without its owner.
 #[derive(Clone, Debug)]
 pub(crate) struct DeployContext {
     /// `env.SDP_CONFIG_HOST` given to workflows.
     pub config_host: String,
     /// `env.SDP_HELM_NAMESPACE` given to workflows.
     pub namespace: String,
+    /// How long a block's owner key may be gone before the block FAILS (`SDP_OWNER_GRACE`).
+    pub owner_grace: std::time::Duration,
 }
 
 /// ID of a block's workflow deployment.

@@ -1,19 +1,22 @@
 //! The in-memory view of the configuration database, fed by watches, and which blocks
 //! each change makes worth reconciling.
 //!
-//! Four watches feed it: blocks (`/pb/<id>`), their states (`/pb/<id>/state`),
-//! deployments (`/deploy/<id>`) and database workflow definitions (`/workflow/<key>`).
+//! Five watches feed it: blocks (`/pb/<id>`), their states and owners
+//! (`/pb/<id>/state`, `/pb/<id>/owner`), deployments (`/deploy/<id>`), their states
+//! (`/deploy/<id>/state`) and database workflow definitions (`/workflow/<key>`).
 //! Applying a change returns a [`Wake`]: which block IDs to put on the work queue. Work
 //! per change is independent of the number of blocks, except for the rare changes that
 //! concern every block (a registry change, a fresh listing).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use sdp_config::entity::{Deployment, ProcessingBlock, WorkflowDefinition};
 use sdp_config::{Entry, WatchEvent};
 
 use crate::deleted::DeletedIds;
 use crate::dependents::Dependents;
+use crate::deploy_report::DeployReport;
 use crate::ownership;
 use crate::registry::Registry;
 use crate::state_class::{SeenState, StateClass};
@@ -25,21 +28,27 @@ use sdp_config::entity::belongs;
 pub(crate) enum Part {
     /// `/pb/<id>`.
     Blocks = 0,
-    /// `/pb/<id>/state` (and owners, ignored).
+    /// `/pb/<id>/state` and `/pb/<id>/owner`.
     States = 1,
     /// `/deploy/<id>`.
     Deployments = 2,
     /// `/workflow/<type>:<id>:<version>`.
     Workflows = 3,
+    /// `/deploy/<id>/state`.
+    DeployStates = 4,
 }
+
+/// How many parts there are.
+const PARTS: usize = 5;
 
 impl Part {
     /// Every part with its watch prefix and depth.
-    pub(crate) const ALL: [(Part, &'static str, usize); 4] = [
+    pub(crate) const ALL: [(Part, &'static str, usize); PARTS] = [
         (Part::Blocks, "/pb/", 0),
         (Part::States, "/pb/", 1),
         (Part::Deployments, "/deploy/", 0),
         (Part::Workflows, "/workflow/", 0),
+        (Part::DeployStates, "/deploy/", 1),
     ];
 }
 
@@ -69,8 +78,9 @@ struct PartStatus {
     revision: i64,
 }
 
-/// What the controller knows of etcd: the blocks, their states, the deployments and the
-/// registered workflows as the watches last reported them, with the indexes decide needs.
+/// What the controller knows of etcd: the blocks, their states and owners, the
+/// deployments and their states, and the registered workflows as the watches last
+/// reported them, with the indexes decide needs.
 #[derive(Debug)]
 pub(crate) struct View {
     /// Blocks by the ID in their key.
@@ -79,11 +89,19 @@ pub(crate) struct View {
     pub states: HashMap<String, SeenState>,
     /// Deployments (ID → `mod_revision`), ordered for prefix scans.
     pub deployments: BTreeMap<String, i64>,
+    /// Deployment states by deployment ID, ordered for prefix scans.
+    pub deploy_states: BTreeMap<String, DeployReport>,
     /// Workflow definitions (file and database).
     pub registry: Registry,
+    /// Blocks whose owner key exists.
+    owners: HashSet<String>,
+    /// Blocks whose workflow is missing its owner key, since when: the key was seen and
+    /// then deleted, or was absent when first listed while the block's state said it
+    /// was running. Forgotten when the owner comes back or the block (re)starts.
+    owners_gone: HashMap<String, DateTime<Utc>>,
     dependents: Dependents,
     deleted: DeletedIds,
-    parts: [PartStatus; 4],
+    parts: [PartStatus; PARTS],
 }
 
 impl View {
@@ -93,10 +111,13 @@ impl View {
             blocks: HashMap::new(),
             states: HashMap::new(),
             deployments: BTreeMap::new(),
+            deploy_states: BTreeMap::new(),
             registry: Registry::new(file_configured),
+            owners: HashSet::new(),
+            owners_gone: HashMap::new(),
             dependents: Dependents::default(),
             deleted: DeletedIds::default(),
-            parts: [PartStatus::default(); 4],
+            parts: [PartStatus::default(); PARTS],
         }
     }
 
@@ -115,14 +136,19 @@ impl View {
         self.dependents.of(id)
     }
 
-    /// Apply a watch event.
-    pub(crate) fn apply(&mut self, part: Part, event: WatchEvent) -> Wake {
+    /// Since when block `id`'s workflow has been missing its owner key, if it has.
+    pub(crate) fn owner_gone_since(&self, id: &str) -> Option<DateTime<Utc>> {
+        self.owners_gone.get(id).copied()
+    }
+
+    /// Apply a watch event that arrived at `now`.
+    pub(crate) fn apply(&mut self, part: Part, event: WatchEvent, now: DateTime<Utc>) -> Wake {
         let status = &mut self.parts[part as usize];
         status.revision = status.revision.max(event.revision());
         match event {
             WatchEvent::Listed { entries, .. } => {
                 self.parts[part as usize].listed = true;
-                self.replace(part, entries);
+                self.replace(part, entries, now);
                 if self.is_synced() {
                     Wake::Everything
                 } else {
@@ -130,11 +156,11 @@ impl View {
                 }
             }
             WatchEvent::Put(entry) => self.put(part, entry),
-            WatchEvent::Deleted { path, .. } => self.delete(part, &path),
+            WatchEvent::Deleted { path, .. } => self.delete(part, &path, now),
         }
     }
 
-    fn replace(&mut self, part: Part, entries: Vec<Entry>) {
+    fn replace(&mut self, part: Part, entries: Vec<Entry>, now: DateTime<Utc>) {
         match part {
             Part::Blocks => {
                 let old: Vec<String> = self.blocks.keys().cloned().collect();
@@ -146,15 +172,11 @@ impl View {
                 for id in old {
                     if !self.blocks.contains_key(&id) {
                         self.deleted.insert(&id);
+                        self.owners_gone.remove(&id);
                     }
                 }
             }
-            Part::States => {
-                self.states.clear();
-                for e in entries {
-                    self.put(part, e);
-                }
-            }
+            Part::States => self.replace_states(entries, now),
             Part::Deployments => {
                 self.deployments.clear();
                 for e in entries {
@@ -166,6 +188,65 @@ impl View {
                 for e in entries {
                     self.put(part, e);
                 }
+            }
+            Part::DeployStates => {
+                self.deploy_states.clear();
+                for e in entries {
+                    self.put(part, e);
+                }
+            }
+        }
+    }
+
+    /// A fresh listing of states and owners: an owner that was there and is not counts
+    /// as gone now, and so does the owner of a running block that is not there.
+    fn replace_states(&mut self, entries: Vec<Entry>, now: DateTime<Utc>) {
+        let old_states = std::mem::take(&mut self.states);
+        let old_owners = std::mem::take(&mut self.owners);
+        for e in entries {
+            if let Some(id) = ProcessingBlock::id_from_owner_path(&e.path) {
+                self.owners.insert(id.to_string());
+                self.owners_gone.remove(id);
+            } else if let Some(id) = ProcessingBlock::id_from_state_path(&e.path) {
+                let seen = SeenState::new(e.value, e.mod_revision);
+                self.set_state(id, Some(seen), old_states.get(id));
+            }
+        }
+        for id in old_states.keys() {
+            if !self.states.contains_key(id) {
+                self.owners_gone.remove(id);
+            }
+        }
+        for id in old_owners.difference(&self.owners) {
+            self.owners_gone.entry(id.clone()).or_insert(now);
+        }
+        let gone_now: Vec<String> = self
+            .states
+            .iter()
+            .filter(|(id, s)| s.is_running() && !self.owners.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone_now {
+            self.owners_gone.entry(id).or_insert(now);
+        }
+    }
+
+    /// Set (or remove) block `id`'s state, given the state seen before. A block that
+    /// (re)starts, or whose state is removed, has no workflow that could have gone yet.
+    fn set_state(&mut self, id: &str, new: Option<SeenState>, old: Option<&SeenState>) {
+        let restarted = match &new {
+            None => true,
+            Some(new) => new.is_starting() && !old.is_some_and(SeenState::is_starting),
+        };
+        if restarted {
+            self.owners_gone.remove(id);
+        }
+        match new {
+            Some(new) => {
+                self.states.insert(id.to_string(), new);
+            }
+            None => {
+                self.states.remove(id);
             }
         }
     }
@@ -184,13 +265,17 @@ impl View {
                 self.set_block(id.to_string(), Some(block))
             }
             Part::States => {
+                if let Some(id) = ProcessingBlock::id_from_owner_path(&entry.path) {
+                    self.owners.insert(id.to_string());
+                    self.owners_gone.remove(id);
+                    return Wake::Keys(vec![id.to_string()]);
+                }
                 let Some(id) = ProcessingBlock::id_from_state_path(&entry.path) else {
                     return Wake::Keys(Vec::new());
                 };
-                self.states.insert(
-                    id.to_string(),
-                    SeenState::new(entry.value, entry.mod_revision),
-                );
+                let seen = SeenState::new(entry.value, entry.mod_revision);
+                let old = self.states.remove(id);
+                self.set_state(id, Some(seen), old.as_ref());
                 self.block_and_dependents(id)
             }
             Part::Deployments => {
@@ -209,10 +294,18 @@ impl View {
                 }
                 Wake::NotStarted
             }
+            Part::DeployStates => {
+                let Some(id) = Deployment::id_from_state_path(&entry.path) else {
+                    return Wake::Keys(Vec::new());
+                };
+                let report = DeployReport::parse(&entry.value, entry.create_revision);
+                self.deploy_states.insert(id.to_string(), report);
+                Wake::Keys(self.deployment_block(id))
+            }
         }
     }
 
-    fn delete(&mut self, part: Part, path: &str) -> Wake {
+    fn delete(&mut self, part: Part, path: &str, now: DateTime<Utc>) -> Wake {
         match part {
             Part::Blocks => {
                 let Some(id) = ProcessingBlock::id_from_path(path) else {
@@ -222,10 +315,18 @@ impl View {
                 self.set_block(id.to_string(), None)
             }
             Part::States => {
+                if let Some(id) = ProcessingBlock::id_from_owner_path(path) {
+                    // Only an owner seen goes; one deleted with its block is forgotten.
+                    if self.owners.remove(id) && self.blocks.contains_key(id) {
+                        self.owners_gone.insert(id.to_string(), now);
+                    }
+                    return Wake::Keys(vec![id.to_string()]);
+                }
                 let Some(id) = ProcessingBlock::id_from_state_path(path) else {
                     return Wake::Keys(Vec::new());
                 };
-                self.states.remove(id);
+                let old = self.states.remove(id);
+                self.set_state(id, None, old.as_ref());
                 self.block_and_dependents(id)
             }
             Part::Deployments => {
@@ -240,6 +341,13 @@ impl View {
                     self.registry.remove_db(key);
                 }
                 Wake::NotStarted
+            }
+            Part::DeployStates => {
+                let Some(id) = Deployment::id_from_state_path(path) else {
+                    return Wake::Keys(Vec::new());
+                };
+                self.deploy_states.remove(id);
+                Wake::Keys(self.deployment_block(id))
             }
         }
     }
@@ -259,6 +367,7 @@ impl View {
             }
             None => {
                 self.blocks.remove(&id);
+                self.owners_gone.remove(&id);
             }
         }
         self.block_and_dependents(&id)
@@ -280,6 +389,15 @@ impl View {
         belongs::candidates(deploy_id)
             .into_iter()
             .find(|b| self.was_deleted(b) || ownership::is_generated_id(b))
+            .map(|b| vec![b.to_string()])
+            .unwrap_or_default()
+    }
+
+    /// The existing block a deployment belongs to (a deployment state change concerns
+    /// it alone: states of orphans are the deployer's business).
+    fn deployment_block(&self, deploy_id: &str) -> Vec<String> {
+        let exists = |b: &str| self.blocks.contains_key(b);
+        belongs::block_of(deploy_id, exists)
             .map(|b| vec![b.to_string()])
             .unwrap_or_default()
     }
@@ -319,8 +437,9 @@ impl View {
     /// block does not act on stale data.
     pub(crate) fn record_state(&mut self, id: &str, value: &str, revision: i64) {
         if self.parts[Part::States as usize].revision < revision {
-            self.states
-                .insert(id.to_string(), SeenState::new(value.to_string(), revision));
+            let old = self.states.remove(id);
+            let new = SeenState::new(value.to_string(), revision);
+            self.set_state(id, Some(new), old.as_ref());
         }
     }
 
@@ -338,6 +457,16 @@ impl View {
         }
     }
 
+    /// Deployment states under `prefix` (`<id>-`, `proc-<id>-`).
+    pub(crate) fn deploy_states_with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a DeployReport)> + 'a {
+        self.deploy_states
+            .range(prefix.to_string()..)
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
     /// Deployments under `prefix` (`<id>-`, `proc-<id>-`).
     pub(crate) fn deployments_with_prefix<'a>(
         &'a self,
@@ -353,7 +482,7 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{batch_block as block, entry, synced_view};
+    use crate::fixtures::{batch_block as block, entry, synced_view, t0};
 
     fn synced() -> View {
         synced_view(false)
@@ -374,6 +503,7 @@ mod tests {
                 revision: 5,
                 entries: vec![entry("/pb/a", &block("a", &[]), 2)],
             },
+            t0(),
         );
         v.apply(
             Part::States,
@@ -381,14 +511,18 @@ mod tests {
                 revision: 5,
                 entries: Vec::new(),
             },
+            t0(),
         );
-        v.apply(
-            Part::Workflows,
-            WatchEvent::Listed {
-                revision: 5,
-                entries: Vec::new(),
-            },
-        );
+        for part in [Part::Workflows, Part::DeployStates] {
+            v.apply(
+                part,
+                WatchEvent::Listed {
+                    revision: 5,
+                    entries: Vec::new(),
+                },
+                t0(),
+            );
+        }
         assert!(!v.is_synced());
         let deploys = vec![
             entry("/deploy/a-workflow", "{}", 3),
@@ -401,6 +535,7 @@ mod tests {
                 revision: 5,
                 entries: deploys,
             },
+            t0(),
         );
         assert!(v.is_synced());
         assert_eq!(wake, Wake::Everything);
@@ -413,20 +548,24 @@ mod tests {
         v.apply(
             Part::Blocks,
             WatchEvent::Put(entry("/pb/b", &block("b", &["a"]), 3)),
+            t0(),
         );
         v.apply(
             Part::Blocks,
             WatchEvent::Put(entry("/pb/c", &block("c", &["a", "b"]), 4)),
+            t0(),
         );
         let w = v.apply(
             Part::States,
             WatchEvent::Put(entry("/pb/a/state", r#"{"status": "FINISHED"}"#, 5)),
+            t0(),
         );
         assert_eq!(keys(&v, w), vec!["a", "b", "c"]);
         // b no longer depends on a.
         v.apply(
             Part::Blocks,
             WatchEvent::Put(entry("/pb/b", &block("b", &[]), 6)),
+            t0(),
         );
         let w = v.apply(
             Part::States,
@@ -434,11 +573,204 @@ mod tests {
                 path: "/pb/a/state".into(),
                 revision: 7,
             },
+            t0(),
         );
         assert_eq!(keys(&v, w), vec!["a", "c"]);
-        // Owners are ignored.
-        let w = v.apply(Part::States, WatchEvent::Put(entry("/pb/a/owner", "{}", 8)));
+        // An owner wakes its block alone.
+        let w = v.apply(
+            Part::States,
+            WatchEvent::Put(entry("/pb/a/owner", "{}", 8)),
+            t0(),
+        );
+        assert_eq!(keys(&v, w), vec!["a"]);
+    }
+
+    #[test]
+    fn a_deployment_state_wakes_the_block_it_belongs_to_and_nothing_else() {
+        let mut v = synced();
+        for (id, rev) in [("a", 2), ("a-b", 3)] {
+            v.apply(
+                Part::Blocks,
+                WatchEvent::Put(entry(&format!("/pb/{id}"), &block(id, &[]), rev)),
+                t0(),
+            );
+        }
+        let failed = r#"{"status": "FAILED", "message": "no"}"#;
+        let w = v.apply(
+            Part::DeployStates,
+            WatchEvent::Put(entry("/deploy/a-b-dask/state", failed, 4)),
+            t0(),
+        );
+        assert_eq!(keys(&v, w), vec!["a-b"]);
+        assert!(v.deploy_states["a-b-dask"].failing.is_some());
+        let w = v.apply(
+            Part::DeployStates,
+            WatchEvent::Put(entry(
+                "/deploy/realtime-20191121-0000-workflow/state",
+                failed,
+                5,
+            )),
+            t0(),
+        );
         assert_eq!(keys(&v, w), Vec::<String>::new());
+        let w = v.apply(
+            Part::DeployStates,
+            WatchEvent::Deleted {
+                path: "/deploy/a-b-dask/state".into(),
+                revision: 6,
+            },
+            t0(),
+        );
+        assert_eq!(keys(&v, w), vec!["a-b"]);
+        assert!(!v.deploy_states.contains_key("a-b-dask"));
+        let prefixed: Vec<&String> = v
+            .deploy_states_with_prefix("realtime-")
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(prefixed, ["realtime-20191121-0000-workflow"]);
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        t0() + chrono::TimeDelta::seconds(seconds)
+    }
+
+    #[test]
+    fn an_owner_seen_and_deleted_is_gone_until_it_comes_back() {
+        let mut v = synced();
+        v.apply(
+            Part::Blocks,
+            WatchEvent::Put(entry("/pb/a", &block("a", &[]), 2)),
+            t0(),
+        );
+        v.apply(
+            Part::States,
+            WatchEvent::Put(entry("/pb/a/owner", "{}", 3)),
+            t0(),
+        );
+        assert_eq!(v.owner_gone_since("a"), None);
+        let owner_deleted = |rev| WatchEvent::Deleted {
+            path: "/pb/a/owner".into(),
+            revision: rev,
+        };
+        v.apply(Part::States, owner_deleted(4), at(5));
+        assert_eq!(v.owner_gone_since("a"), Some(at(5)));
+        // A pod restarted in time claims it again.
+        v.apply(
+            Part::States,
+            WatchEvent::Put(entry("/pb/a/owner", "{}", 5)),
+            at(6),
+        );
+        assert_eq!(v.owner_gone_since("a"), None);
+        // Deleted with its block: nothing left behind.
+        v.apply(
+            Part::Blocks,
+            WatchEvent::Deleted {
+                path: "/pb/a".into(),
+                revision: 6,
+            },
+            at(7),
+        );
+        v.apply(Part::States, owner_deleted(6), at(7));
+        assert_eq!(v.owner_gone_since("a"), None);
+    }
+
+    #[test]
+    fn a_block_that_starts_again_has_no_workflow_gone_yet() {
+        let mut v = synced();
+        v.apply(
+            Part::Blocks,
+            WatchEvent::Put(entry("/pb/a", &block("a", &[]), 2)),
+            t0(),
+        );
+        v.apply(
+            Part::States,
+            WatchEvent::Put(entry("/pb/a/owner", "{}", 3)),
+            t0(),
+        );
+        v.apply(
+            Part::States,
+            WatchEvent::Put(entry("/pb/a/state", r#"{"status": "RUNNING"}"#, 4)),
+            t0(),
+        );
+        v.apply(
+            Part::States,
+            WatchEvent::Deleted {
+                path: "/pb/a/owner".into(),
+                revision: 5,
+            },
+            at(1),
+        );
+        v.record_state(
+            "a",
+            r#"{"status": "FAILED", "failed_deployment": "a-workflow"}"#,
+            6,
+        );
+        assert_eq!(v.owner_gone_since("a"), Some(at(1)));
+        // Retried: the controller's own STARTING is recorded before the watch brings it.
+        v.record_state("a", r#"{"status": "STARTING"}"#, 7);
+        assert_eq!(v.owner_gone_since("a"), None);
+        v.apply(
+            Part::States,
+            WatchEvent::Put(entry("/pb/a/state", r#"{"status": "STARTING"}"#, 7)),
+            at(2),
+        );
+        assert_eq!(v.owner_gone_since("a"), None);
+    }
+
+    #[test]
+    fn listings_count_missing_owners_of_running_blocks_and_owners_that_vanished() {
+        let mut v = View::new(false);
+        let blocks: Vec<Entry> = ["run", "start", "held", "vanish"]
+            .iter()
+            .map(|id| entry(&format!("/pb/{id}"), &block(id, &[]), 2))
+            .collect();
+        v.apply(
+            Part::Blocks,
+            WatchEvent::Listed {
+                revision: 9,
+                entries: blocks,
+            },
+            t0(),
+        );
+        let running = r#"{"status": "RUNNING"}"#;
+        let states = |owners: &[&str]| {
+            let mut e = vec![
+                entry("/pb/run/state", running, 3),
+                entry("/pb/start/state", r#"{"status": "STARTING"}"#, 3),
+                entry("/pb/held/state", running, 3),
+                entry("/pb/vanish/state", r#"{"status": "STARTING"}"#, 3),
+            ];
+            e.extend(
+                owners
+                    .iter()
+                    .map(|id| entry(&format!("/pb/{id}/owner"), "{}", 3)),
+            );
+            e
+        };
+        v.apply(
+            Part::States,
+            WatchEvent::Listed {
+                revision: 9,
+                entries: states(&["held", "vanish"]),
+            },
+            t0(),
+        );
+        assert_eq!(v.owner_gone_since("run"), Some(t0()));
+        assert_eq!(v.owner_gone_since("start"), None);
+        assert_eq!(v.owner_gone_since("held"), None);
+        assert_eq!(v.owner_gone_since("vanish"), None);
+        // Listed again (after a compaction): the time of the first miss is kept.
+        v.apply(
+            Part::States,
+            WatchEvent::Listed {
+                revision: 20,
+                entries: states(&["held"]),
+            },
+            at(30),
+        );
+        assert_eq!(v.owner_gone_since("run"), Some(t0()));
+        assert_eq!(v.owner_gone_since("vanish"), Some(at(30)));
+        assert_eq!(v.owner_gone_since("held"), None);
     }
 
     #[test]
@@ -447,14 +779,17 @@ mod tests {
         v.apply(
             Part::Blocks,
             WatchEvent::Put(entry("/pb/a", &block("a", &[]), 2)),
+            t0(),
         );
         v.apply(
             Part::Blocks,
             WatchEvent::Put(entry("/pb/a-b", &block("a-b", &[]), 3)),
+            t0(),
         );
         let w = v.apply(
             Part::Deployments,
             WatchEvent::Put(entry("/deploy/a-b-workflow", "{}", 4)),
+            t0(),
         );
         assert_eq!(keys(&v, w), vec!["a-b"]);
         v.apply(
@@ -463,16 +798,19 @@ mod tests {
                 path: "/pb/a-b".into(),
                 revision: 5,
             },
+            t0(),
         );
         assert!(v.was_deleted("a-b"));
         let w = v.apply(
             Part::Deployments,
             WatchEvent::Put(entry("/deploy/a-b-dask", "{}", 6)),
+            t0(),
         );
         assert_eq!(keys(&v, w), vec!["a"]);
         let w = v.apply(
             Part::Deployments,
             WatchEvent::Put(entry("/deploy/mine", "{}", 7)),
+            t0(),
         );
         assert_eq!(keys(&v, w), Vec::<String>::new());
     }
@@ -490,6 +828,7 @@ mod tests {
             v.apply(
                 Part::Blocks,
                 WatchEvent::Put(entry(&format!("/pb/{id}"), &block(id, &[]), 2)),
+                t0(),
             );
         }
         let states = [
@@ -508,11 +847,13 @@ mod tests {
             v.apply(
                 Part::States,
                 WatchEvent::Put(entry(&format!("/pb/{id}/state"), st, 3)),
+                t0(),
             );
         }
         let w = v.apply(
             Part::Workflows,
             WatchEvent::Put(entry("/workflow/batch:w:1", r#"{"image": "i"}"#, 4)),
+            t0(),
         );
         assert_eq!(keys(&v, w), vec!["failed-by-us", "new", "waiting"]);
     }
@@ -530,6 +871,7 @@ mod tests {
                 path: "/deploy/x-workflow".into(),
                 revision: 12,
             },
+            t0(),
         );
         v.record_deployment("x-workflow", 10);
         assert!(!v.deployments.contains_key("x-workflow"));
@@ -541,6 +883,7 @@ mod tests {
         v.apply(
             Part::Blocks,
             WatchEvent::Put(entry("/pb/gone", &block("gone", &[]), 2)),
+            t0(),
         );
         v.apply(
             Part::Blocks,
@@ -548,6 +891,7 @@ mod tests {
                 revision: 9,
                 entries: Vec::new(),
             },
+            t0(),
         );
         assert!(v.was_deleted("gone"));
         assert!(v.blocks.is_empty());

@@ -1,4 +1,4 @@
-//! The four watches that feed the view.
+//! The watches that feed the view.
 
 use std::sync::Arc;
 
@@ -37,7 +37,7 @@ pub(crate) fn start(
                 if let WatchEvent::Listed { entries, revision } = &event {
                     tracing::info!(part = ?part, entries = entries.len(), revision, "listed");
                 }
-                shared.update(|view| view.apply(part, event));
+                shared.update(|view| view.apply(part, event, chrono::Utc::now()));
             }
         });
     }

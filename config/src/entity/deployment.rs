@@ -357,6 +357,14 @@ mod tests {
             ProcessingBlock::id_from_state_path(&ProcessingBlock::owner_path("x")),
             None
         );
+        assert_eq!(
+            ProcessingBlock::id_from_owner_path(&ProcessingBlock::owner_path("x")),
+            Some("x")
+        );
+        assert_eq!(
+            ProcessingBlock::id_from_owner_path(&ProcessingBlock::state_path("x")),
+            None
+        );
         assert_eq!(ProcessingBlock::id_from_path("/pb/"), None);
     }
 

@@ -168,6 +168,11 @@ impl ProcessingBlock {
         format!("/pb/{id}/owner")
     }
 
+    /// The block ID of an owner path (`/pb/<id>/owner`).
+    pub fn id_from_owner_path(path: &str) -> Option<&str> {
+        super::id_in(path, "/pb/", "/owner")
+    }
+
     /// A new block in the shape `sdpcfg process` writes (2019: `pb_id`, `sbi_id: null`,
     /// empty `parameters` and `scan_parameters`).
     pub fn new(id: impl Into<String>, workflow: WorkflowRef) -> Self {

@@ -128,6 +128,7 @@ fn help_documents_every_command_with_an_example_and_the_environment() {
     let help = out.stdout;
     for command in [
         "get", "watch", "ls|list", "create", "update", "delete", "edit", "process", "deploy",
+        "retry",
     ] {
         assert!(
             help.contains(&format!("  {command} ")),

@@ -20,6 +20,7 @@ sdpcfg [options] (get|watch) <path>
        sdpcfg [options] deploy <type> <name> <parameters>
        sdpcfg [options] status [--watch] [-o json|yaml] [--status <S>] [--workflow <W>]
        sdpcfg [options] workflows [-o json|yaml]
+       sdpcfg [options] retry <deploy_id>...
        sdpcfg --help";
 
 const COMMANDS_HELP: &str = "\
@@ -74,6 +75,12 @@ Commands (each with an example):
       The registered workflows: /workflow/<type>:<id>:<version> entries, and the
       registry file SDP_WORKFLOWS_URL names when it is a local file.
         sdpcfg workflows
+  retry <deploy_id>...
+      Ask the deployer to try failed deployments again from attempt 1, without
+      touching their entries: deletes each /deploy/<deploy_id>/state, in one
+      transaction, only if /deploy/<deploy_id> exists (nothing is deleted when one does
+      not). A processing block failed by one of them goes back to STARTING.
+        sdpcfg retry realtime-20191121-0000-workflow
 
 A <value> or <parameters> of '-' is read from standard input:
         sdpcfg create /sb/sbi-001 - < sbi.json
@@ -217,9 +224,11 @@ pub enum Command {
     Status(StatusOptions),
     /// `workflows`.
     Workflows { format: Option<Format> },
+    /// `retry <deploy_id>...`.
+    Retry { ids: Vec<String> },
 }
 
-const COMMAND_NAMES: [&str; 12] = [
+const COMMAND_NAMES: [&str; 13] = [
     "get",
     "watch",
     "ls",
@@ -232,6 +241,7 @@ const COMMAND_NAMES: [&str; 12] = [
     "deploy",
     "status",
     "workflows",
+    "retry",
 ];
 
 /// The command with its options: [`parse_words`], then the options that belong to
@@ -349,6 +359,9 @@ pub fn parse_words(words: &[String], recursive: bool) -> Result<Command, String>
             now: None,
         }),
         ["workflows"] => Command::Workflows { format: None },
+        ["retry", ids @ ..] if !ids.is_empty() => Command::Retry {
+            ids: ids.iter().map(s).collect(),
+        },
         ["deploy", kind, name, parameters] => Command::Deploy {
             kind: s(kind),
             name: s(name),
@@ -381,7 +394,8 @@ impl Command {
             Command::Process { .. }
             | Command::Deploy { .. }
             | Command::Status(_)
-            | Command::Workflows { .. } => (None, false),
+            | Command::Workflows { .. }
+            | Command::Retry { .. } => (None, false),
         };
         if let Some(path) = path {
             if !path.starts_with('/') {

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use anyhow::{Result, anyhow};
 use sdp_config::Config;
-use sdp_config::entity::{ProcessingBlock, WorkflowRef};
+use sdp_config::entity::{Deployment, ProcessingBlock, WorkflowRef};
 use serde_json::{Map, Value};
 
 use crate::input::Action;
@@ -14,6 +14,10 @@ use crate::show::{self, RECURSE, View};
 
 /// Keys deleted per transaction by `delete -R` (etcd takes at most 128 operations).
 pub const DELETE_CHUNK: usize = 100;
+
+/// Most deployments `retry` takes at once: one transaction, at most three operations
+/// each (etcd takes at most 128).
+pub const MAX_RETRY: usize = 40;
 
 /// Highest processing block sequence number of a day (`NNNN`), as the Python tools.
 const LAST_PB_NUMBER: u32 = 9998;
@@ -91,6 +95,7 @@ pub async fn run(db: &Config, action: Action, out: Out) -> Result<()> {
         }
         Action::Status(options) => crate::status::status(db, options).await,
         Action::Workflows { format } => crate::workflows::workflows(db, format, out).await,
+        Action::Retry { ids } => retry(db, ids, out).await,
         Action::Deploy { path, value } => {
             // Like the Python tool, prints nothing on success.
             db.transact(move |txn| {
@@ -143,6 +148,58 @@ async fn delete_recursive(db: &Config, path: &str, out: Out) -> Result<()> {
             return Ok(out.confirm("OK")?);
         }
     }
+}
+
+/// `retry <deploy_id>...`: delete each deployment's state (the deployer then tries it
+/// again from attempt 1), in one transaction that deletes nothing unless every
+/// deployment exists. Prints one line per deployment (none with `-q`).
+async fn retry(db: &Config, ids: Vec<String>, out: Out) -> Result<()> {
+    let outcome = db
+        .transact(move |txn| {
+            let ids = ids.clone();
+            Box::pin(async move {
+                let mut unknown = Vec::new();
+                let mut with_state = Vec::new();
+                for id in &ids {
+                    if txn.get(&Deployment::path(id)).await?.is_none() {
+                        unknown.push(id.clone());
+                    } else {
+                        let state = txn.get(&Deployment::state_path(id)).await?;
+                        with_state.push((id.clone(), state.is_some()));
+                    }
+                }
+                if !unknown.is_empty() {
+                    return Ok(Err(unknown));
+                }
+                for (id, has_state) in &with_state {
+                    if *has_state {
+                        txn.delete(&Deployment::state_path(id)).await?;
+                    }
+                }
+                Ok(Ok(with_state))
+            })
+        })
+        .await?;
+    let done = outcome.map_err(|unknown| {
+        let paths: Vec<String> = unknown.iter().map(|id| Deployment::path(id)).collect();
+        let verb = if paths.len() == 1 { "does" } else { "do" };
+        anyhow!(
+            "no such deployment: {} {verb} not exist; nothing retried",
+            paths.join(", ")
+        )
+    })?;
+    for (id, had_state) in done {
+        if had_state {
+            out.confirm(&format!(
+                "{id}: state deleted; the deployer tries again from attempt 1"
+            ))?;
+        } else {
+            out.confirm(&format!(
+                "{id}: no state to delete; the deployer has not reported on it yet"
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 /// Create a processing block with the first free ID of the day; returns the ID.

@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use anyhow::{Context, Result, bail};
-use sdp_config::entity::{Deployment, WorkflowRef};
+use sdp_config::entity::{Deployment, WorkflowRef, validate_deploy_id};
 use serde_json::{Map, Value, json};
 
 use crate::args::{Command, Format, StatusOptions, workflow_ref};
@@ -41,6 +41,8 @@ pub enum Action {
     Status(StatusOptions),
     /// List the registered workflows.
     Workflows { format: Option<Format> },
+    /// Delete these deployments' states, if every deployment exists.
+    Retry { ids: Vec<String> },
 }
 
 /// Resolve a command's input. `stdin` is read only when an argument is `-`.
@@ -85,6 +87,21 @@ pub fn prepare(
         },
         Command::Status(options) => Action::Status(options),
         Command::Workflows { format } => Action::Workflows { format },
+        Command::Retry { mut ids } => {
+            for id in &ids {
+                validate_deploy_id(id).with_context(|| format!("cannot retry {id:?}"))?;
+            }
+            let mut seen = std::collections::HashSet::new();
+            ids.retain(|id| seen.insert(id.clone()));
+            if ids.len() > crate::commands::MAX_RETRY {
+                bail!(
+                    "retry takes at most {} deployments at once, not {}",
+                    crate::commands::MAX_RETRY,
+                    ids.len()
+                );
+            }
+            Action::Retry { ids }
+        }
         Command::Process {
             workflow,
             parameters,
