@@ -221,6 +221,22 @@ pub(crate) fn facts(pod: &Pod) -> Option<PodFacts> {
         .iter()
         .filter_map(|c| container_problem(c, failed))
         .min_by_key(rank);
+    if problem.is_none() && !ready && !failed {
+        // Not ready after a container ended with an error (restarting): say how it ended.
+        problem = statuses.iter().find_map(|c| {
+            let ended = c
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .or_else(|| c.last_state.as_ref().and_then(|s| s.terminated.as_ref()))?;
+            (ended.exit_code != 0).then(|| Problem::Exited {
+                container: c.name.clone(),
+                reason: ended.reason.clone(),
+                exit_code: ended.exit_code,
+                message: ended.message.as_deref().map(bounded),
+            })
+        });
+    }
     if problem.is_none() && failed {
         problem = Some(Problem::PodFailed {
             reason: status.and_then(|s| s.reason.clone()),
@@ -344,6 +360,19 @@ mod tests {
             evicted.problem.as_ref().map(Problem::reason),
             Some("Evicted")
         );
+    }
+
+    #[test]
+    fn a_restarting_container_tells_how_it_last_ended() {
+        let f = facts(&named(serde_json::json!({
+            "phase": "Running",
+            "containerStatuses": [{"name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 1,
+                "state": {"waiting": {"reason": "ContainerCreating"}},
+                "lastState": {"terminated": {"exitCode": 137, "reason": "Error"}}}],
+        })))
+        .expect("facts");
+        assert_eq!(f.problem.as_ref().map(Problem::exit_code), Some(Some(137)));
+        assert_eq!(f.problem.as_ref().map(Problem::reason), Some("Error"));
     }
 
     #[test]
