@@ -236,4 +236,68 @@ impl StateStore {
         }
         Err(Error::RetriesExhausted { attempts: ATTEMPTS })
     }
+
+    /// Write several workloads in one transaction (one etcd request for a burst), on the
+    /// same conditions as [`StateStore::report_workload`]; the count written. Any
+    /// condition that fails fails the whole batch with [`Error::Conflict`]: the caller
+    /// writes them one by one instead.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`], etcd failures, [`Error::NotLeader`].
+    pub(crate) async fn report_workloads(&self, batch: &[WorkloadWrite]) -> Result<usize, Error> {
+        let mut txn = self.db.txn();
+        let updated = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut written = Vec::new();
+        for w in batch {
+            let entry_path = Deployment::path(&w.id);
+            let state_path = Deployment::state_path(&w.id);
+            txn.assume(&entry_path, Some((&w.entry.value, w.entry.mod_revision)))?;
+            txn.assume(&state_path, Some((&w.state.value, w.state.mod_revision)))?;
+            let Some(mut current) = txn
+                .get(&state_path)
+                .await?
+                .and_then(|s| DeploymentState::parse(&s).ok())
+            else {
+                continue;
+            };
+            if current.release.as_deref() != Some(w.release.as_str())
+                || same(current.extra.get(WORKLOAD), &w.workload)
+            {
+                continue;
+            }
+            current
+                .extra
+                .insert(WORKLOAD.into(), w.workload.to_value(&updated));
+            let text = current.to_json();
+            txn.put(&state_path, &text)?;
+            written.push((w.id.as_str(), text));
+        }
+        if written.is_empty() {
+            return Ok(0);
+        }
+        txn.require(&self.guard);
+        let done = txn.commit().await?;
+        let mut view = self.view.lock().unwrap_or_else(PoisonError::into_inner);
+        for (id, text) in &written {
+            view.record_state(
+                id,
+                Some(Item {
+                    value: text.clone(),
+                    mod_revision: done.revision,
+                }),
+            );
+        }
+        Ok(written.len())
+    }
+}
+
+/// One workload to write: into the state of deployment `id` (entry and state as last
+/// seen), which reports on `release`.
+#[derive(Debug)]
+pub(crate) struct WorkloadWrite {
+    pub id: String,
+    pub release: String,
+    pub entry: Item,
+    pub state: Item,
+    pub workload: Workload,
 }

@@ -33,13 +33,15 @@ pub(crate) use summary::{Limits, Workload, same};
 pub(crate) const WORKLOAD: &str = "workload";
 
 use crate::metrics::Metrics;
-use crate::store::StateStore;
+use crate::store::{StateStore, WorkloadWrite};
 use crate::view::{Item, View};
 
 /// How long a burst of changes may settle before the writer looks.
 const SETTLE: Duration = Duration::from_millis(10);
-/// Workload writes in flight at once.
-const WRITES_AT_ONCE: usize = 32;
+/// Workloads written in one transaction.
+const BATCH: usize = 32;
+/// Batches in flight at once.
+const BATCHES_AT_ONCE: usize = 4;
 /// Seconds before trying a failed write again.
 const DB_RETRY_SECS: i64 = 2;
 
@@ -148,25 +150,79 @@ impl Writer {
         }
     }
 
-    /// Look at each release, writing what changed; returns when to look again.
+    /// Look at each release, writing what changed (in batches of [`BATCH`], one
+    /// transaction each); returns when to look at each again.
     async fn write_all(
         &self,
         index: &Mutex<PodIndex>,
         releases: BTreeSet<String>,
     ) -> Vec<(String, Option<i64>)> {
         let now = Utc::now().timestamp();
-        let steps: Vec<(String, Step)> = releases
-            .into_iter()
-            .map(|release| {
-                let step = self.plan(index, &release, now);
-                (release, step)
-            })
-            .collect();
-        futures::stream::iter(steps)
-            .map(|(release, step)| self.carry_out(release, step))
-            .buffer_unordered(WRITES_AT_ONCE)
+        let mut done = Vec::new();
+        let mut writes = Vec::new();
+        for release in releases {
+            match self.plan(index, &release, now) {
+                Step::Idle(recheck) => done.push((release, recheck)),
+                Step::Write(w) => writes.push(w),
+            }
+        }
+        let mut batches = Vec::new();
+        while !writes.is_empty() {
+            let rest = writes.split_off(writes.len().min(BATCH));
+            batches.push(std::mem::replace(&mut writes, rest));
+        }
+        let results: Vec<Vec<(String, Option<i64>)>> = futures::stream::iter(batches)
+            .map(|batch| self.write_batch(batch))
+            .buffer_unordered(BATCHES_AT_ONCE)
             .collect()
+            .await;
+        done.extend(results.into_iter().flatten());
+        done
+    }
+
+    /// Write one batch in one transaction, or one by one when that conflicts.
+    async fn write_batch(&self, batch: Vec<WorkloadWrite>) -> Vec<(String, Option<i64>)> {
+        match self.store.report_workloads(&batch).await {
+            Ok(n) => {
+                self.metrics.workload_writes.inc_by(n as u64);
+                batch
+                    .into_iter()
+                    .map(|w| (w.release, w.workload.recheck_at))
+                    .collect()
+            }
+            Err(sdp_config::Error::Conflict) => {
+                let mut out = Vec::with_capacity(batch.len());
+                for w in batch {
+                    out.push(self.write_one(w).await);
+                }
+                out
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, deployments = batch.len(), "cannot write workloads; trying again");
+                let again = Utc::now().timestamp() + DB_RETRY_SECS;
+                batch.into_iter().map(|w| (w.release, Some(again))).collect()
+            }
+        }
+    }
+
+    /// Write one workload; returns when to look at its release again.
+    async fn write_one(&self, w: WorkloadWrite) -> (String, Option<i64>) {
+        match self
+            .store
+            .report_workload(&w.id, &w.release, &w.entry, &w.state, &w.workload)
             .await
+        {
+            Ok(written) => {
+                if written {
+                    self.metrics.workload_writes.inc();
+                }
+                (w.release, w.workload.recheck_at)
+            }
+            Err(e) => {
+                tracing::warn!(deploy_id = %w.id, error = %e, "cannot write the workload; trying again");
+                (w.release, Some(Utc::now().timestamp() + DB_RETRY_SECS))
+            }
+        }
     }
 
     /// What to do for `release` now.
@@ -189,41 +245,13 @@ impl Writer {
         if same(state.extra.get(WORKLOAD), &workload) {
             return Step::Idle(workload.recheck_at);
         }
-        Step::Write {
+        Step::Write(WorkloadWrite {
             id,
+            release: release.to_string(),
             entry,
             state: item,
             workload,
-        }
-    }
-
-    /// Carry `step` out; returns when to look at `release` again.
-    async fn carry_out(&self, release: String, step: Step) -> (String, Option<i64>) {
-        let (id, entry, state, workload) = match step {
-            Step::Idle(recheck) => return (release, recheck),
-            Step::Write {
-                id,
-                entry,
-                state,
-                workload,
-            } => (id, entry, state, workload),
-        };
-        match self
-            .store
-            .report_workload(&id, &release, &entry, &state, &workload)
-            .await
-        {
-            Ok(written) => {
-                if written {
-                    self.metrics.workload_writes.inc();
-                }
-                (release, workload.recheck_at)
-            }
-            Err(e) => {
-                tracing::warn!(deploy_id = %id, error = %e, "cannot write the workload; trying again");
-                (release, Some(Utc::now().timestamp() + DB_RETRY_SECS))
-            }
-        }
+        })
     }
 }
 
@@ -231,11 +259,6 @@ impl Writer {
 enum Step {
     /// Nothing to write; look again at this time, if any.
     Idle(Option<i64>),
-    /// Write `workload` into the state of deployment `id`.
-    Write {
-        id: String,
-        entry: Item,
-        state: Item,
-        workload: Workload,
-    },
+    /// Write a workload.
+    Write(WorkloadWrite),
 }
