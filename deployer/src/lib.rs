@@ -10,6 +10,7 @@
 
 mod chart;
 mod decide;
+mod direct;
 mod effects;
 mod error;
 #[cfg(test)]

@@ -61,6 +61,7 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
             store: StateStore::new(db.clone(), term.guard.clone(), view.clone(), spec),
             metrics: setup.metrics.clone(),
             hard_stop: hard_stop.clone(),
+            direct: setup.direct.clone(),
         },
         view: view.clone(),
         policy: setup.policy,
