@@ -52,7 +52,10 @@ pub(crate) fn attempts_so_far(
         0
     } else if memory.digest.as_deref() == Some(spec.digest.as_str()) {
         memory.attempts
-    } else if state_is_about(state, spec) {
+    } else if state_is_about(state, spec)
+        && state.and_then(DeploymentState::known_status) != Some(DeploymentStatus::Deployed)
+    {
+        // The attempts of a DEPLOYED state are the one that succeeded, not failures.
         state
             .and_then(|s| s.attempts)
             .and_then(|a| u32::try_from(a).ok())
@@ -247,17 +250,18 @@ mod tests {
         let r = r.unwrap();
         assert_eq!(r.status, DeploymentStatus::Pending);
         assert!(
-            r.message
-                .starts_with("attempt 1 of 3 failed, retrying in 2.0 s: connection refused"),
+            r.message.starts_with("attempt 1 of 3 failed, retrying in ")
+                && r.message.ends_with(" s: connection refused"),
             "{}",
             r.message
         );
-        assert_eq!(at, Some(now + Duration::from_secs(2)));
-        let st = state_of(&r);
-        assert_eq!(
-            next(&s, Some(&st), &memory, &POLICY, now),
-            Step::Wait(now + Duration::from_secs(2))
+        let at = at.unwrap();
+        assert!(
+            at > now && at <= now + Duration::from_secs(2),
+            "backoff with jitter"
         );
+        let st = state_of(&r);
+        assert_eq!(next(&s, Some(&st), &memory, &POLICY, now), Step::Wait(at));
         let later = now + Duration::from_secs(3);
         assert_eq!(next(&s, Some(&st), &memory, &POLICY, later), Step::Apply(2));
         let (r, at) = after_apply(
