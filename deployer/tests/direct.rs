@@ -257,8 +257,12 @@ async fn refused_manifests_fail_with_a_reason_and_never_reach_the_api() -> Resul
             ensure!(message.contains(want), "{id}: {message}");
             texts.push(h.get(&format!("/deploy/{id}/state")).await?);
         }
-        for kind in ["Namespace", "Secret", "ConfigMap"] {
+        for kind in ["Namespace", "Secret"] {
             assert_eq!(requests_for(&api, kind), [], "no request for {kind}");
+        }
+        // ConfigMap is an allowed kind: the sweep lists this deployer's; nothing else.
+        for (verb, _) in requests_for(&api, "ConfigMap") {
+            assert_eq!(verb, "list", "no request for the refused ConfigMap");
         }
         // Reported once: resyncs (every 2 s) leave the states alone.
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -330,4 +334,58 @@ async fn on_the_render_target_a_manifest_is_written_and_removed_with_its_entry()
     }
     .await;
     with_log(result, &d)
+}
+
+#[tokio::test]
+async fn an_object_whose_entry_went_while_no_deployer_ran_is_swept_and_foreign_ones_are_kept()
+-> Result<()> {
+    let h = Harness::start().await?;
+    let (api, kubeconfig) = cluster(h.work.path())?;
+    let env = [("KUBECONFIG", kubeconfig.to_str().unwrap_or(""))];
+    let mut first = h.deployer(&env)?;
+    let result = async {
+        h.deploy("cm-5", &direct("cm-5", config_map("left", "x")))
+            .await?;
+        h.deploy("cm-6", &direct("cm-6", config_map("kept", "x")))
+            .await?;
+        h.wait_status("cm-5", "DEPLOYED", LIMIT).await?;
+        h.wait_status("cm-6", "DEPLOYED", LIMIT).await?;
+        Ok(())
+    }
+    .await;
+    with_log(result, &first)?;
+    first.kill();
+    // Marked by a deployer with another prefix: never ours to delete.
+    let mut foreign = config_map("foreign", "x");
+    foreign["metadata"]["namespace"] = json!(NS);
+    foreign["metadata"]["labels"] = json!({"sdp.skao.int/managed-by": "sdp-deployer"});
+    foreign["metadata"]["annotations"] =
+        json!({"sdp.skao.int/deploy-id": "cm-5", "sdp.skao.int/deployer-prefix": "other-"});
+    api.put_object(foreign)?;
+    h.delete_tree("/deploy/cm-5").await?;
+
+    let second = h.deployer(&env)?;
+    let result = async {
+        eventually(LIMIT, "the left-behind object deleted", || async {
+            Ok(api
+                .get_object("ConfigMap", NS, "left")
+                .is_none()
+                .then_some(()))
+        })
+        .await?;
+        // Two more resyncs: what an entry asks for, and what is not ours, stay.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        ensure!(
+            api.get_object("ConfigMap", NS, "kept").is_some(),
+            "cm-6's object kept"
+        );
+        ensure!(
+            api.get_object("ConfigMap", NS, "foreign").is_some(),
+            "another deployer's object kept"
+        );
+        assert_eq!(api.requests("delete", "ConfigMap"), 1);
+        Ok(())
+    }
+    .await;
+    with_log(result, &second)
 }

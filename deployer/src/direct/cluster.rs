@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
-use kube::discovery::Scope;
+use kube::discovery::{Discovery, Scope};
 use kube::{Client, discovery};
 use tokio_util::sync::CancellationToken;
 
-use super::manifest::{self, DirectSpec, ObjectRef, qualified};
+use super::manifest::{self, DirectSpec, Kinds, ObjectRef, qualified};
 
 /// The field manager of every apply (`kubectl get --show-managed-fields` shows it).
 pub(crate) const FIELD_MANAGER: &str = "sdp-deployer";
@@ -261,5 +261,66 @@ impl Cluster {
             Err(kube::Error::Api(s)) if s.is_not_found() => Ok(Deleted::AlreadyGone),
             Err(e) => Err(api_error("delete", e)),
         }
+    }
+
+    /// Every object of the allowed namespaced kinds in `namespace` that carries this
+    /// deployer's marks (`prefix`): `(deploy_id, object)`.
+    pub(crate) async fn list_owned(
+        &self,
+        kinds: &Kinds,
+        namespace: &str,
+        prefix: &str,
+        stop: &CancellationToken,
+    ) -> Result<Vec<(String, ObjectRef)>, DirectError> {
+        let client = self.client(stop).await?;
+        let mut groups: Vec<&str> = kinds.iter().map(|(g, _)| g).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let discovery = bounded(
+            "discovery",
+            stop,
+            Discovery::new(client.clone()).filter(&groups).run(),
+        )
+        .await?;
+        let selector = crate::naming::owned_selector();
+        let mut owned = Vec::new();
+        for (group, kind) in kinds.iter() {
+            let Some((resource, caps)) =
+                discovery.get(group).and_then(|g| g.recommended_kind(kind))
+            else {
+                continue;
+            };
+            if caps.scope != Scope::Namespaced {
+                continue;
+            }
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), namespace, &resource);
+            let doing = format!("list {}", qualified(group, kind));
+            let list = bounded(
+                &doing,
+                stop,
+                api.list(&ListParams::default().labels(&selector)),
+            )
+            .await?;
+            for object in list {
+                let value = serde_json::to_value(&object).unwrap_or_default();
+                let (Some(id), Some(name)) = (
+                    manifest::owner(&value, prefix),
+                    object.metadata.name.clone(),
+                ) else {
+                    continue;
+                };
+                owned.push((
+                    id.to_string(),
+                    ObjectRef {
+                        api_version: resource.api_version.clone(),
+                        kind: resource.kind.clone(),
+                        namespace: namespace.to_string(),
+                        name,
+                    },
+                ));
+            }
+        }
+        Ok(owned)
     }
 }

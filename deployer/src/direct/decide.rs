@@ -21,6 +21,8 @@ pub(crate) struct Applied {
     pub digest: String,
     /// Failed attempts to delete it since its entry stopped asking for it.
     pub delete_failures: u32,
+    /// What the state said when it was applied.
+    pub message: String,
 }
 
 /// The next step for a `kubernetes-direct` entry.
@@ -82,6 +84,19 @@ pub(crate) fn next(
     if about && status == Some(DeploymentStatus::Deployed) && applied_here {
         return Step::Nothing;
     }
+    // A deleted state asks to try a failed spec again; one applied by this process is
+    // only reported again. Applying it again would also race a deletion of the whole
+    // deployment (`sdpcfg delete -R`), whose state deletion may be seen first.
+    if state.is_none()
+        && let Some(applied) = memory.direct.as_ref().filter(|_| applied_here)
+    {
+        return Step::Report(report(
+            spec,
+            DeploymentStatus::Deployed,
+            1,
+            applied.message.clone(),
+        ));
+    }
     // FAILED is final for this spec: it changes with the entry, or the state is deleted.
     if about && status == Some(DeploymentStatus::Failed) {
         return Step::Nothing;
@@ -141,6 +156,7 @@ pub(crate) fn after_apply(
                 object: spec.object.clone(),
                 digest: spec.digest.clone(),
                 delete_failures: 0,
+                message: done.clone(),
             });
             return (
                 Some(report(spec, DeploymentStatus::Deployed, attempt, done)),
@@ -181,7 +197,10 @@ pub(crate) fn after_apply(
 /// The object this process applied for the release, when what the entry asks for now
 /// (`wanted`: the object of a `kubernetes-direct` spec, or `None`) is not it: to delete.
 pub(crate) fn to_delete<'m>(memory: &'m Memory, wanted: Option<&ObjectRef>) -> Option<&'m Applied> {
-    memory.direct.as_ref().filter(|a| wanted != Some(&a.object))
+    memory
+        .direct
+        .as_ref()
+        .filter(|a| !wanted.is_some_and(|w| w.same_object(&a.object)))
 }
 
 #[cfg(test)]
@@ -278,6 +297,15 @@ mod tests {
         assert_eq!(next(&s, Some(&st), &memory, &POLICY, later), Step::Nothing);
         // Deleting the state asks for a retry from attempt 1.
         assert_eq!(next(&s, None, &memory, &POLICY, later), Step::Apply(1));
+        // Deleting the state of an applied spec only reports it again.
+        after_apply(&mut memory, &s, 1, Ok("applied".into()), &POLICY, later);
+        let Step::Report(r) = next(&s, None, &memory, &POLICY, later) else {
+            panic!("a report")
+        };
+        assert_eq!(
+            (r.status, r.message.as_str()),
+            (DeploymentStatus::Deployed, "applied")
+        );
 
         let mut memory = Memory::default();
         let (r, at) = after_apply(

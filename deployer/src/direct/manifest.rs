@@ -58,6 +58,11 @@ impl Kinds {
         Ok(Kinds(kinds))
     }
 
+    /// `(group, kind)` pairs.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(g, k)| (g.as_str(), k.as_str()))
+    }
+
     fn allows(&self, group: &str, kind: &str) -> bool {
         self.0.iter().any(|(g, k)| g == group && k == kind)
     }
@@ -97,6 +102,14 @@ impl ObjectRef {
     /// The API group (`""` for the core group).
     pub(crate) fn group(&self) -> &str {
         self.api_version.rsplit_once('/').map_or("", |(g, _)| g)
+    }
+
+    /// Whether `other` is the same object, whatever the API version it is seen in.
+    pub(crate) fn same_object(&self, other: &ObjectRef) -> bool {
+        self.group() == other.group()
+            && self.kind == other.kind
+            && self.namespace == other.namespace
+            && self.name == other.name
     }
 
     /// The API version without the group.

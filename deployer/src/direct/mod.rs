@@ -18,6 +18,7 @@
 mod cluster;
 mod decide;
 mod manifest;
+mod sweep;
 
 use std::path::PathBuf;
 use std::sync::PoisonError;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use decide::Applied;
 pub use manifest::DEFAULT_KINDS;
 pub(crate) use manifest::{DirectSpec, Kinds};
+pub(crate) use sweep::Sweep;
 
 use crate::decide::{Memory, already_reported};
 use crate::reconcile::Reconciler;
