@@ -70,6 +70,8 @@ pub(crate) enum Deleted {
     AlreadyGone,
     /// It exists without our marks for that deployment: left alone.
     NotOurs,
+    /// Nothing was applied (render target).
+    NotApplied,
 }
 
 /// One lazily built client and the kinds it resolved.

@@ -127,7 +127,7 @@ impl Direct {
             }
             // The rendered file is the release's: removed as any rendered release is
             // when its entry goes, replaced when the entry changes.
-            Target::Render(_) => Ok(Deleted::AlreadyGone),
+            Target::Render(_) => Ok(Deleted::NotApplied),
         }
     }
 }
@@ -207,6 +207,7 @@ impl Reconciler {
                     Deleted::NotOurs => {
                         tracing::warn!(object = %old.object, "not deleted: it no longer carries this deployment's marks")
                     }
+                    Deleted::NotApplied => {}
                 }
                 memory.direct = None;
                 None
