@@ -283,3 +283,53 @@ impl Reconciler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_direct_entries_become_checked_specs_or_refusals() {
+        let ctx = SpecContext {
+            prefix: "p-".into(),
+            namespace: "sdp".into(),
+            direct_kinds: Kinds::parse(DEFAULT_KINDS).unwrap(),
+            ..SpecContext::default()
+        };
+        let entry = |manifest: &str| {
+            format!(r#"{{"deploy_id": "d", "type": "kubernetes-direct", "args": {manifest}}}"#)
+        };
+        let Desired::Direct(spec) = ctx.desired(
+            "d",
+            &entry(
+                r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}"#,
+            ),
+        ) else {
+            panic!("a spec")
+        };
+        assert_eq!(
+            spec.object.to_string(),
+            "apps/Deployment \"web\" in namespace \"sdp\""
+        );
+        assert_eq!(
+            spec.manifest["metadata"]["labels"]["sdp.skao.int/deploy-id"],
+            "d"
+        );
+        assert_eq!(
+            spec.manifest["metadata"]["annotations"]["sdp.skao.int/deployer-prefix"],
+            "p-"
+        );
+        assert_eq!(
+            ctx.desired("d", &entry(r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}"#))
+                .digest(),
+            Some(spec.digest.as_str())
+        );
+        let Desired::Refused(why) = ctx.desired(
+            "d",
+            &entry(r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}"#),
+        ) else {
+            panic!("refused")
+        };
+        assert!(why.contains("kind Secret is not allowed"), "{why}");
+    }
+}
