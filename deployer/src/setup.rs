@@ -121,20 +121,21 @@ pub(crate) fn setup(
         kill_grace: settings.helm_kill_grace,
     };
     let cli = HelmCli::new(settings.helm.clone(), limits);
+    // A list of files is merged by the client's own inference.
+    let kubeconfig = settings
+        .kubeconfig
+        .clone()
+        .filter(|p| !p.as_os_str().is_empty() && !p.to_string_lossy().contains(':'));
     let workloads = match settings.helm_target {
         HelmTarget::Cluster => Source::Cluster {
-            // A list of files is merged by the client's own inference.
-            kubeconfig: settings
-                .kubeconfig
-                .clone()
-                .filter(|p| !p.as_os_str().is_empty() && !p.to_string_lossy().contains(':')),
+            kubeconfig: kubeconfig.clone(),
         },
         HelmTarget::Render => Source::Render {
             dir: settings.render_dir.display().to_string(),
         },
     };
     let direct = Arc::new(match settings.helm_target {
-        HelmTarget::Cluster => Direct::cluster(&settings.helm_prefix),
+        HelmTarget::Cluster => Direct::cluster(kubeconfig, &settings.helm_prefix),
         HelmTarget::Render => Direct::render(settings.render_dir.clone(), &settings.helm_prefix),
     });
     let helm: Arc<dyn Helm> = match settings.helm_target {

@@ -1,9 +1,10 @@
 //! The Kubernetes side of `kubernetes-direct`: server-side apply and delete of one object
-//! with kube-rs. The client is built from the environment (`KUBECONFIG`, `~/.kube/config`
-//! or the pod's service account) on first use, and again at the next attempt when that
-//! failed: a cluster that cannot be reached makes entries fail, never the daemon.
+//! with kube-rs. The client is built as the workload watcher's (`KUBECONFIG`, else the
+//! pod's service account) on first use, and again at the next attempt when that failed:
+//! a cluster that cannot be reached makes entries fail, never the daemon.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -75,8 +76,8 @@ pub(crate) enum Deleted {
 }
 
 /// One lazily built client and the kinds it resolved.
-#[derive(Default)]
 pub(crate) struct Cluster {
+    kubeconfig: Option<PathBuf>,
     client: tokio::sync::Mutex<Option<Client>>,
     /// `(apiVersion, kind)` → resource and scope, from discovery.
     resources: Mutex<HashMap<(String, String), (ApiResource, Scope)>>,
@@ -115,6 +116,15 @@ async fn bounded<T>(
 }
 
 impl Cluster {
+    /// A client from `kubeconfig` (or the environment), built when first needed.
+    pub(crate) fn new(kubeconfig: Option<PathBuf>) -> Self {
+        Cluster {
+            kubeconfig,
+            client: tokio::sync::Mutex::default(),
+            resources: Mutex::default(),
+        }
+    }
+
     async fn client(&self, stop: &CancellationToken) -> Result<Client, DirectError> {
         let mut slot = self.client.lock().await;
         if let Some(c) = slot.as_ref() {
@@ -122,16 +132,14 @@ impl Cluster {
         }
         let built = tokio::select! {
             () = stop.cancelled() => return Err(DirectError::Cancelled),
-            r = tokio::time::timeout(API_TIMEOUT, Client::try_default()) => r,
+            r = tokio::time::timeout(API_TIMEOUT, crate::workload::client(self.kubeconfig.as_deref())) => r,
         };
         match built {
             Ok(Ok(c)) => {
                 *slot = Some(c.clone());
                 Ok(c)
             }
-            Ok(Err(e)) => Err(DirectError::Failed(format!(
-                "no Kubernetes client (KUBECONFIG, ~/.kube/config or in-cluster): {e}"
-            ))),
+            Ok(Err(e)) => Err(DirectError::Failed(format!("no Kubernetes client: {e}"))),
             Err(_) => Err(DirectError::Failed(
                 "no Kubernetes client: timed out reading its configuration".into(),
             )),

@@ -31,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use decide::Applied;
 pub use manifest::DEFAULT_KINDS;
+#[cfg(test)]
+pub(crate) use manifest::ObjectRef;
 pub(crate) use manifest::{DirectSpec, Kinds};
 pub(crate) use sweep::Sweep;
 
@@ -59,10 +61,11 @@ pub(crate) struct Direct {
 }
 
 impl Direct {
-    /// Objects applied to the cluster of the environment's kubeconfig.
-    pub(crate) fn cluster(prefix: &str) -> Self {
+    /// Objects applied to the cluster of `kubeconfig` (one file), or of the environment
+    /// (`KUBECONFIG`, the pod's service account) when `None`.
+    pub(crate) fn cluster(kubeconfig: Option<PathBuf>, prefix: &str) -> Self {
         Direct {
-            target: Target::Cluster(Cluster::default()),
+            target: Target::Cluster(Cluster::new(kubeconfig)),
             prefix: prefix.to_string(),
         }
     }
