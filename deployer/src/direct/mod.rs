@@ -5,6 +5,8 @@
 //!   namespace) and the ownership marks added to the object;
 //! - [`decide`]: apply, wait or leave it, and what a result means (pure);
 //! - [`cluster`]: server-side apply and delete with kube-rs;
+//! - [`sweep`]: at every resync, marked objects no entry asks for (entries deleted while
+//!   no deployer led) are handed to their release's reconcile to delete;
 //! - here: the round of the reconcile for such an entry, and the render target (the
 //!   manifest written as `<render dir>/<namespace>/<release>.yaml`, nothing applied).
 //!
