@@ -64,6 +64,8 @@ pub(crate) struct Memory {
     /// A helm call of this process on the release failed or was killed: a `pending-*`
     /// status seen now was left by it, not by a helm that may still be running.
     pub left_pending: bool,
+    /// The `kubernetes-direct` object this process applied for the release.
+    pub direct: Option<crate::direct::Applied>,
 }
 
 /// Limits of retrying.
@@ -248,17 +250,21 @@ pub(crate) fn decide(s: &Situation<'_>) -> Plan {
             s.state,
             refusal(s.state, DeploymentStatus::Failed, reason.clone()),
         ),
+        // FAILED, not PENDING: nothing here will ever run it, and a status that never
+        // changes must not read as "later". Reported once, never retried.
         Some(Desired::NotHandled(kind)) => report_once(
             s.state,
             refusal(
                 s.state,
-                DeploymentStatus::Pending,
+                DeploymentStatus::Failed,
                 format!(
-                    "deployments of type {kind} are not handled by the Helm deployer; left alone"
+                    "deployments of type {kind} are not run by sdp-deployer: it deploys into Kubernetes and starts no processes of its own; use a helm or kubernetes-direct deployment"
                 ),
             ),
         ),
         Some(Desired::Helm(spec)) => decide_helm(s, spec),
+        // Carried out before deciding (`Reconciler::direct_round`).
+        Some(Desired::Direct(_)) => Plan::Nothing,
     }
 }
 

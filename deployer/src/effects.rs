@@ -44,6 +44,8 @@ pub(crate) struct Effects {
     pub(crate) metrics: Arc<Metrics>,
     /// Fires to stop running helm calls.
     pub(crate) hard_stop: CancellationToken,
+    /// `kubernetes-direct` objects.
+    pub(crate) direct: Arc<crate::direct::Direct>,
 }
 
 /// The metrics label of a failed helm call.

@@ -10,6 +10,7 @@
 
 mod chart;
 mod decide;
+mod direct;
 mod effects;
 mod error;
 #[cfg(test)]
@@ -39,6 +40,7 @@ use sdp_runtime::health::{Component, Health};
 use sdp_runtime::queue::QueueMetrics;
 use tokio_util::sync::CancellationToken;
 
+pub use direct::DEFAULT_KINDS as DEFAULT_DIRECT_KINDS;
 pub use error::{Error, Result};
 pub use settings::{HelmTarget, Settings};
 

@@ -39,7 +39,8 @@ impl Memories {
     /// dropped, so that memories do not grow with every deployment ever seen.
     pub(crate) fn put(&self, release: &str, memory: Memory, idle: bool) {
         let mut slots = self.lock();
-        if idle && !matches!(memory.observed, Observation::Owned(_)) {
+        // A kubernetes-direct object still to delete is a release of ours too.
+        if idle && !matches!(memory.observed, Observation::Owned(_)) && memory.direct.is_none() {
             slots.remove(release);
             return;
         }
@@ -109,5 +110,24 @@ mod tests {
         };
         m.put("kept", mem, true);
         assert_eq!(m.take("kept").observed, owned());
+        // Nor a kubernetes-direct object still to delete.
+        let applied = crate::direct::Applied {
+            deploy_id: "d".into(),
+            object: crate::direct::ObjectRef {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                namespace: "sdp".into(),
+                name: "c".into(),
+            },
+            digest: String::new(),
+            delete_failures: 0,
+            message: String::new(),
+        };
+        let mem = Memory {
+            direct: Some(applied.clone()),
+            ..Memory::default()
+        };
+        m.put("to-delete", mem, true);
+        assert_eq!(m.take("to-delete").direct, Some(applied));
     }
 }

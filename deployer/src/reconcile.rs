@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::decide::{
     self, AfterFailure, Memory, Observation, Plan, Policy, Situation, attempts_so_far, decide,
 };
+use crate::direct::Handled;
 use crate::effects::{Effects, HelmEntry, Written};
 use crate::spec::Desired;
 use crate::store::ActedOn;
@@ -59,7 +60,7 @@ impl Reconciler {
         self.queue.in_flight(HELM) + self.queue.depth(HELM) >= self.concurrency
     }
 
-    fn db_failed(&self, id: &str, e: &sdp_config::Error) -> Next {
+    pub(crate) fn db_failed(&self, id: &str, e: &sdp_config::Error) -> Next {
         if matches!(e, sdp_config::Error::NotLeader { .. }) {
             tracing::warn!(deploy_id = id, "not the leader any more; state not written");
         } else {
@@ -116,6 +117,13 @@ impl Reconciler {
         let state = owner.and_then(|(id, _)| parse_state(snap.state(id)));
         if owner.is_some_and(|(id, _)| snap.state(id).is_none()) {
             decide::without_state(memory);
+        }
+        let entry = owner.map(|(id, e)| (id.as_str(), e));
+        if let Handled::Yes(end) = self
+            .direct_round(release, entry, desired.as_ref(), state.as_ref(), memory)
+            .await
+        {
+            return end;
         }
         let orphans = snap.orphan_states();
         let plan = decide(&Situation {

@@ -99,6 +99,11 @@ pub struct Settings {
     #[arg(long, env = "SDP_HELM_BACKOFF_MAX", default_value = "300", value_parser = seconds)]
     pub helm_backoff_max: Duration,
 
+    /// Kinds `kubernetes-direct` deployments may create, comma-separated `Kind` (core
+    /// group) or `group/Kind`; any other kind is refused before it reaches the cluster.
+    #[arg(long, env = "SDP_DIRECT_KINDS", default_value = crate::direct::DEFAULT_KINDS)]
+    pub direct_kinds: String,
+
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "SDP_HTTP_ADDR", default_value = "0.0.0.0:8081")]
     pub http_addr: String,

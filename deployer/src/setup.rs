@@ -9,6 +9,7 @@ use sdp_runtime::queue::QueueMetrics;
 
 use crate::chart::ChartSources;
 use crate::decide::Policy;
+use crate::direct::{Direct, Kinds};
 use crate::error::{Error, Result};
 use crate::helm::Helm;
 use crate::helm::cli::HelmCli;
@@ -47,6 +48,8 @@ pub(crate) struct Setup {
     pub(crate) workloads: Source,
     /// When a workload counts as failed.
     pub(crate) workload_limits: WorkloadLimits,
+    /// `kubernetes-direct` objects.
+    pub(crate) direct: Arc<Direct>,
     role: AtomicU8,
 }
 
@@ -111,24 +114,30 @@ pub(crate) fn setup(
         namespace: settings.helm_namespace.clone(),
         charts,
         replace_charts: settings::parse_list(&settings.helm_replace_charts),
+        direct_kinds: Kinds::parse(&settings.direct_kinds).map_err(bad)?,
     });
     let limits = Limits {
         timeout: settings.helm_timeout(),
         kill_grace: settings.helm_kill_grace,
     };
     let cli = HelmCli::new(settings.helm.clone(), limits);
+    // A list of files is merged by the client's own inference.
+    let kubeconfig = settings
+        .kubeconfig
+        .clone()
+        .filter(|p| !p.as_os_str().is_empty() && !p.to_string_lossy().contains(':'));
     let workloads = match settings.helm_target {
         HelmTarget::Cluster => Source::Cluster {
-            // A list of files is merged by the client's own inference.
-            kubeconfig: settings
-                .kubeconfig
-                .clone()
-                .filter(|p| !p.as_os_str().is_empty() && !p.to_string_lossy().contains(':')),
+            kubeconfig: kubeconfig.clone(),
         },
         HelmTarget::Render => Source::Render {
             dir: settings.render_dir.display().to_string(),
         },
     };
+    let direct = Arc::new(match settings.helm_target {
+        HelmTarget::Cluster => Direct::cluster(kubeconfig, &settings.helm_prefix),
+        HelmTarget::Render => Direct::render(settings.render_dir.clone(), &settings.helm_prefix),
+    });
     let helm: Arc<dyn Helm> = match settings.helm_target {
         HelmTarget::Cluster => Arc::new(cli),
         HelmTarget::Render => {
@@ -163,6 +172,7 @@ pub(crate) fn setup(
             unschedulable_secs: i64::try_from(settings.workload_unschedulable.as_secs())
                 .unwrap_or(i64::MAX),
         },
+        direct,
         role: AtomicU8::new(Role::Standby as u8),
     })
 }

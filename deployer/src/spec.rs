@@ -1,14 +1,14 @@
 //! What a `/deploy/<id>` entry asks for, checked: a helm release spec, a refusal with
 //! its reason, or a type this deployer leaves alone.
 //!
-//! Deployment types are dispatched here. `process-direct` and `kubernetes-direct` are
-//! [`Desired::NotHandled`] today; a handler for one of them (e.g. `kubernetes-direct`
-//! applied with the `kube` crate) adds its own variant and executor next to the helm one.
+//! Deployment types are dispatched here: `helm` to a release spec, `kubernetes-direct`
+//! to a checked manifest (`crate::direct`), `process-direct` to [`Desired::NotHandled`].
 
 use sdp_config::entity::{Deployment, DeploymentKind};
 use serde_json::Value;
 
 use crate::chart::{ChartSources, ResolvedChart};
+use crate::direct::{DirectSpec, Kinds};
 use crate::naming;
 use crate::values;
 
@@ -23,6 +23,8 @@ pub(crate) struct SpecContext {
     pub charts: ChartSources,
     /// Charts replaced (uninstall + install) rather than upgraded on change.
     pub replace_charts: Vec<String>,
+    /// Kinds allowed for `kubernetes-direct` deployments.
+    pub direct_kinds: Kinds,
 }
 
 /// A checked helm release request.
@@ -49,10 +51,23 @@ pub(crate) struct HelmSpec {
 pub(crate) enum Desired {
     /// A helm release.
     Helm(Box<HelmSpec>),
+    /// One Kubernetes object (`kubernetes-direct`).
+    Direct(Box<DirectSpec>),
     /// Nothing can be done with it; the reason goes to the state's message.
     Refused(String),
     /// A valid deployment of a type this deployer does not handle (the type's name).
     NotHandled(&'static str),
+}
+
+impl Desired {
+    /// The digest of what is asked for, when something can be done.
+    pub(crate) fn digest(&self) -> Option<&str> {
+        match self {
+            Desired::Helm(s) => Some(&s.digest),
+            Desired::Direct(s) => Some(&s.digest),
+            Desired::Refused(_) | Desired::NotHandled(_) => None,
+        }
+    }
 }
 
 impl SpecContext {
@@ -69,6 +84,9 @@ impl SpecContext {
         };
         let args = match deployment.kind {
             DeploymentKind::Helm(args) => args,
+            DeploymentKind::KubernetesDirect(args) => {
+                return self.direct_desired(&deployment.id, &args);
+            }
             other => return Desired::NotHandled(other.type_name()),
         };
         let chart = match self.charts.resolve(&args.chart) {
@@ -113,6 +131,7 @@ mod tests {
             namespace: "sdp".into(),
             charts,
             replace_charts: vec!["workflow".into()],
+            direct_kinds: Kinds::parse(crate::direct::DEFAULT_KINDS).unwrap(),
         };
         (dir, ctx)
     }

@@ -8,7 +8,7 @@ use sdp_config::entity::{Deployment, DeploymentState};
 use sdp_config::{Config, Error, Guard};
 
 use crate::decide::{Report, render_state};
-use crate::spec::{Desired, SpecContext};
+use crate::spec::SpecContext;
 use crate::view::{Item, View};
 use crate::workload::{WORKLOAD, Workload, same};
 
@@ -61,9 +61,7 @@ impl StateStore {
         }
         match acted_on {
             ActedOn::Text => false,
-            ActedOn::Digest(d) => {
-                matches!(self.spec.desired(id, current), Desired::Helm(s) if s.digest == d)
-            }
+            ActedOn::Digest(d) => self.spec.desired(id, current).digest() == Some(d),
         }
     }
 

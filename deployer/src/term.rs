@@ -61,6 +61,7 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
             store: StateStore::new(db.clone(), term.guard.clone(), view.clone(), spec),
             metrics: setup.metrics.clone(),
             hard_stop: hard_stop.clone(),
+            direct: setup.direct.clone(),
         },
         view: view.clone(),
         policy: setup.policy,
@@ -95,6 +96,7 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
     let (mut entries_listed, mut states_listed, mut resynced_once) = (false, false, false);
     let mut workers: JoinSet<()> = JoinSet::new();
     let mut lost = false;
+    let mut sweep = None;
     loop {
         let started = entries_listed && states_listed && resynced_once;
         if started && workers.is_empty() {
@@ -107,6 +109,17 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
                 ));
             }
             setup.set_role(Role::Leading);
+            let sweeper = crate::direct::Sweep {
+                direct: setup.direct.clone(),
+                spec: setup.spec.clone(),
+                view: view.clone(),
+                memories: memories.clone(),
+                queue: queue.clone(),
+                every: setup.resync,
+            };
+            if let Some(old) = sweep.replace(sweeper.spawn(stop_new.clone())) {
+                old.abort();
+            }
         }
         tokio::select! {
             biased;
@@ -174,6 +187,9 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
     stop_new.cancel();
     queue.close();
     if let Some(task) = resync_task {
+        task.abort();
+    }
+    if let Some(task) = sweep {
         task.abort();
     }
     if lost {

@@ -297,9 +297,10 @@ fn refused_and_unhandled_entries_are_reported_once_and_leave_the_release_alone()
     let Plan::Report(r) = plan(Some(&other), None, &mem(Observation::Unknown)) else {
         panic!()
     };
-    assert_eq!(r.status, DeploymentStatus::Pending);
+    assert_eq!(r.status, DeploymentStatus::Failed);
     assert!(
-        r.message.contains("process-direct are not handled"),
+        r.message
+            .contains("process-direct are not run by sdp-deployer"),
         "{}",
         r.message
     );

@@ -63,26 +63,64 @@ impl RenderTarget {
 
     /// Where a release's manifest goes.
     pub(crate) fn path(&self, namespace: &str, release: &str) -> PathBuf {
-        self.dir.join(namespace).join(format!("{release}.yaml"))
+        rendered_path(&self.dir, namespace, release)
     }
+}
 
-    fn write_atomically(&self, path: &Path, text: &[u8]) -> Result<(), HelmError> {
-        let local =
-            |e: std::io::Error| HelmError::Local(format!("cannot write {}: {e}", path.display()));
-        let dir = path
-            .parent()
-            .ok_or_else(|| HelmError::Local(format!("no directory for {}", path.display())))?;
-        std::fs::create_dir_all(dir).map_err(local)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".render-")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .tempfile_in(dir)
-            .map_err(local)?;
-        tmp.write_all(text).map_err(local)?;
-        tmp.as_file().sync_all().map_err(local)?;
-        tmp.persist(path).map_err(|e| local(e.error))?;
-        Ok(())
+/// Where the manifest of `release` goes under `dir`.
+pub(crate) fn rendered_path(dir: &Path, namespace: &str, release: &str) -> PathBuf {
+    dir.join(namespace).join(format!("{release}.yaml"))
+}
+
+/// Write `manifest` as the rendered file of `release` (under `dir`), after a header with
+/// the next revision; a file there without a header is not ours and is refused. Shared
+/// with `kubernetes-direct` deployments, whose files are then removed like releases'.
+pub(crate) fn write_rendered(
+    dir: &Path,
+    namespace: &str,
+    release: &str,
+    deploy_id: &str,
+    digest: &str,
+    manifest: &[u8],
+) -> Result<i64, HelmError> {
+    let path = rendered_path(dir, namespace, release);
+    let previous = read_header(&path);
+    if previous.is_none() && path.exists() {
+        return Err(HelmError::Local(format!(
+            "{} exists and was not written by sdp-deployer",
+            path.display()
+        )));
     }
+    let revision = previous.map_or(1, |h| h.revision + 1);
+    let header = json!({
+        "deploy_id": deploy_id,
+        "release": release,
+        "revision": revision,
+        "digest": digest,
+        "updated": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    let mut text = format!("{HEADER}{header}\n").into_bytes();
+    text.extend_from_slice(manifest);
+    write_atomically(&path, &text)?;
+    Ok(revision)
+}
+
+fn write_atomically(path: &Path, text: &[u8]) -> Result<(), HelmError> {
+    let local =
+        |e: std::io::Error| HelmError::Local(format!("cannot write {}: {e}", path.display()));
+    let dir = path
+        .parent()
+        .ok_or_else(|| HelmError::Local(format!("no directory for {}", path.display())))?;
+    std::fs::create_dir_all(dir).map_err(local)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".render-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .tempfile_in(dir)
+        .map_err(local)?;
+    tmp.write_all(text).map_err(local)?;
+    tmp.as_file().sync_all().map_err(local)?;
+    tmp.persist(path).map_err(|e| local(e.error))?;
+    Ok(())
 }
 
 #[async_trait]
@@ -97,8 +135,8 @@ impl Helm for RenderTarget {
         cancel: &CancellationToken,
     ) -> Result<i64, HelmError> {
         let path = self.path(req.namespace, req.release);
-        let previous = read_header(&path);
-        if previous.is_none() && path.exists() {
+        if read_header(&path).is_none() && path.exists() {
+            // Refused before running helm; `write_rendered` checks again.
             return Err(HelmError::Local(format!(
                 "{} exists and was not written by sdp-deployer",
                 path.display()
@@ -114,18 +152,14 @@ impl Helm for RenderTarget {
         args.extend(["--", req.release, req.chart].iter().map(Into::into));
         let manifest = self.helm.call("template", &args, cancel).await?;
         drop(file);
-        let revision = previous.map_or(1, |h| h.revision + 1);
-        let header = json!({
-            "deploy_id": req.deploy_id,
-            "release": req.release,
-            "revision": revision,
-            "digest": req.digest,
-            "updated": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        });
-        let mut text = format!("{HEADER}{header}\n").into_bytes();
-        text.extend_from_slice(&manifest);
-        self.write_atomically(&path, &text)?;
-        Ok(revision)
+        write_rendered(
+            &self.dir,
+            req.namespace,
+            req.release,
+            req.deploy_id,
+            req.digest,
+            &manifest,
+        )
     }
 
     async fn uninstall(

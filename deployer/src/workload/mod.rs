@@ -14,6 +14,8 @@ mod pod;
 mod summary;
 mod watch;
 
+pub(crate) use watch::client;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
