@@ -135,6 +135,23 @@ fn latency(sent: &[Instant], seen: &HashMap<usize, Instant>) -> Latency {
     }
 }
 
+/// Every block back to STARTING, as the controller writes it (a fresh start for a round
+/// that fails them).
+async fn reset_blocks(system: &System) -> Result<()> {
+    for chunk in (0..BLOCKS).collect::<Vec<_>>().chunks(100) {
+        let paths: Vec<String> = chunk
+            .iter()
+            .map(|i| format!("/pb/{}/state", pb_id(*i)))
+            .collect();
+        let state = r#"{"resources_available": false, "status": "STARTING"}"#;
+        let changes: Vec<(&str, Option<&str>)> =
+            paths.iter().map(|p| (p.as_str(), Some(state))).collect();
+        sdp_testing::fixtures::write(&system.db, &changes).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
+
 async fn revision(system: &System) -> Result<i64> {
     Ok(system.db.current_revision().await?)
 }
@@ -195,10 +212,36 @@ async fn run(system: &System, api: &KubeApi) -> Result<()> {
     );
 
     let mut rows = Vec::new();
-    for (name, status, want) in [
-        ("pods created Running", running(), "RUNNING"),
-        ("pods turn ImagePullBackOff", image_pull_error(), "FAILED"),
+    for (name, status, want, gap) in [
+        (
+            "created Running, one burst",
+            running(),
+            "RUNNING",
+            Duration::ZERO,
+        ),
+        (
+            "turn ImagePullBackOff, one burst",
+            image_pull_error(),
+            "FAILED",
+            Duration::ZERO,
+        ),
+        (
+            "turn Running, 500 per second",
+            running(),
+            "RUNNING",
+            Duration::from_millis(2),
+        ),
+        (
+            "turn ImagePullBackOff, 500 per second",
+            image_pull_error(),
+            "FAILED",
+            Duration::from_millis(2),
+        ),
     ] {
+        // Blocks FAILED before stay so: start each round from STARTING blocks.
+        if want == "FAILED" {
+            reset_blocks(system).await?;
+        }
         let from = revision(system).await? + 1;
         let deploy_seen = follow(system, "/deploy/", from, move |path, v| {
             (v["workload"]["phase"] == want)
@@ -217,7 +260,12 @@ async fn run(system: &System, api: &KubeApi) -> Result<()> {
         let writes_before =
             metric(system, "deployer", "sdp_deployer_workload_writes_total").await?;
         let mut sent = Vec::with_capacity(BLOCKS);
+        let round_start = Instant::now();
         for i in 0..BLOCKS {
+            if !gap.is_zero() {
+                let at = round_start + gap * u32::try_from(i).unwrap_or(u32::MAX);
+                tokio::time::sleep_until(at.into()).await;
+            }
             api.put_object(pod(&ns, i, status.clone()))?;
             sent.push(Instant::now());
         }

@@ -151,6 +151,11 @@ async fn an_image_that_cannot_be_pulled_fails_the_block_and_a_retry_starts_it_ag
             .context("deploy state")?;
         assert_eq!(dst["status"], "DEPLOYED");
         assert_eq!(dst["workload"]["phase"], "FAILED");
+        eprintln!(
+            "an image that cannot be pulled, /pb/{pb_id}/state:\n{}\n/deploy/{deploy_id}/state:\n{}",
+            serde_json::to_string_pretty(&st)?,
+            serde_json::to_string_pretty(&dst)?
+        );
 
         // The operator fixes the image (here: the kubelet will pull it) and retries.
         let out = l.system.sdpcfg(&["retry", &deploy_id])?;
