@@ -202,7 +202,10 @@ impl Writer {
             Err(e) => {
                 tracing::warn!(error = %e, deployments = batch.len(), "cannot write workloads; trying again");
                 let again = Utc::now().timestamp() + DB_RETRY_SECS;
-                batch.into_iter().map(|w| (w.release, Some(again))).collect()
+                batch
+                    .into_iter()
+                    .map(|w| (w.release, Some(again)))
+                    .collect()
             }
         }
     }
