@@ -243,23 +243,52 @@ fn evaluate(view: &View, id: &str, block: &Block, ctx: &DeployContext) -> Desire
 }
 
 /// `None` when every dependency has FINISHED.
+///
+/// A cycle is looked for before anything else: in a cycle every block fails, and a
+/// block that read "depends on a block that FAILED" would nest its neighbour's reason
+/// in its own, a little deeper at each rewrite. The cycle's reason is the same at every
+/// reconcile, so the state is written once.
 fn dependencies(view: &View, id: &str, pb: &ProcessingBlock) -> Option<Desired> {
-    let mut pending = Vec::new();
-    for dep in &pb.dependencies {
-        if dep.pb_id == id {
-            return Some(Desired::Fail(
-                FailureKind::DependencyCycle,
-                format!("processing block {id} depends on itself; remove it from `dependencies`"),
-            ));
-        }
-        let state = view.states.get(&dep.pb_id);
-        match state
+    if pb.dependencies.iter().any(|dep| dep.pb_id == id) {
+        return Some(Desired::Fail(
+            FailureKind::DependencyCycle,
+            format!(
+                "processing block {id} can never start: dependency cycle: {id} → {id} \
+                 (it depends on itself; remove it from `dependencies`)"
+            ),
+        ));
+    }
+    let status_of = |b: &str| {
+        view.states
+            .get(b)
             .and_then(|s| s.status.as_deref())
             .and_then(PbStatus::parse)
-        {
+    };
+    if pb
+        .dependencies
+        .iter()
+        .all(|dep| status_of(&dep.pb_id) == Some(PbStatus::Finished))
+    {
+        return None;
+    }
+    if let Some(cycle) = find_cycle(view, id) {
+        return Some(Desired::Fail(
+            FailureKind::DependencyCycle,
+            truncate(format!(
+                "processing block {id} can never start: dependency cycle: {} \
+                 (remove one of these dependencies)",
+                cycle.join(" → ")
+            )),
+        ));
+    }
+    let mut pending = Vec::new();
+    for dep in &pb.dependencies {
+        match status_of(&dep.pb_id) {
             Some(PbStatus::Finished) => {}
             Some(status @ (PbStatus::Failed | PbStatus::Cancelled)) => {
-                let their_reason = state
+                let their_reason = view
+                    .states
+                    .get(&dep.pb_id)
                     .and_then(|s| ProcessingBlockState::parse(&s.raw).ok())
                     .and_then(|s| s.reason)
                     .map(|r| format!(" (its reason: {})", r.chars().take(300).collect::<String>()))
@@ -278,18 +307,6 @@ fn dependencies(view: &View, id: &str, pb: &ProcessingBlock) -> Option<Desired> 
             }
             _ => pending.push(dep.pb_id.clone()),
         }
-    }
-    if pending.is_empty() {
-        return None;
-    }
-    if let Some(cycle) = find_cycle(view, id) {
-        return Some(Desired::Fail(
-            FailureKind::DependencyCycle,
-            format!(
-                "processing block {id} can never start: its dependencies form a cycle ({})",
-                cycle.join(" → ")
-            ),
-        ));
     }
     pending.dedup();
     Some(Desired::Wait(truncate(format!(

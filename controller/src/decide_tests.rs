@@ -336,6 +336,7 @@ fn dependency_cycles_are_failed() {
     else {
         panic!()
     };
+    assert!(reason.contains("dependency cycle: self → self"), "{reason}");
     assert!(reason.contains("depends on itself"), "{reason}");
     put(&mut v, Part::Blocks, "/pb/a", &batch_block("a", &["b"]), 3);
     put(&mut v, Part::Blocks, "/pb/b", &batch_block("b", &["c"]), 4);
@@ -348,7 +349,77 @@ fn dependency_cycles_are_failed() {
     else {
         panic!()
     };
-    assert!(reason.contains("(a → b → c → a)"), "{reason}");
+    assert!(
+        reason.contains("dependency cycle: a → b → c → a"),
+        "{reason}"
+    );
+}
+
+/// Reconcile blocks `ids` in turn, as the controller does when a state it wrote wakes
+/// the block's dependents, writing each decided state into the view; returns the
+/// number of writes.
+fn reconcile_round(v: &mut View, ids: &[&str], rev: &mut i64) -> usize {
+    let mut writes = 0;
+    for id in ids {
+        if let Action::SetState { state, .. } = decide(v, id, &ctx(), now()) {
+            *rev += 1;
+            put(
+                v,
+                Part::States,
+                &format!("/pb/{id}/state"),
+                state.new_value(),
+                *rev,
+            );
+            writes += 1;
+        }
+    }
+    writes
+}
+
+#[test]
+fn every_block_of_a_cycle_gets_one_stable_reason_naming_the_cycle() {
+    let mut v = view();
+    put(&mut v, Part::Blocks, "/pb/a", &batch_block("a", &["b"]), 2);
+    put(&mut v, Part::Blocks, "/pb/b", &batch_block("b", &["a"]), 3);
+    put(&mut v, Part::Blocks, "/pb/c", &batch_block("c", &["a"]), 4);
+    let mut rev = 10;
+    // Both orders: whichever block is decided first, the other must not nest its reason.
+    for order in [["a", "b", "c"], ["b", "a", "c"]] {
+        for round in 0..6 {
+            let writes = reconcile_round(&mut v, &order, &mut rev);
+            if round >= 1 {
+                assert_eq!(writes, 0, "round {round} rewrote a state");
+            }
+        }
+        for (id, cycle) in [("a", "a → b → a"), ("b", "b → a → b")] {
+            let st = parsed(&v.states[id].raw);
+            assert_eq!(st["status"], "FAILED");
+            let reason = st["reason"].as_str().unwrap();
+            assert!(
+                reason.contains(&format!("dependency cycle: {cycle}"))
+                    && !reason.contains("its reason"),
+                "{id}: {reason}"
+            );
+        }
+        // A block outside the cycle that depends on it says so once, and names the cycle.
+        let c = parsed(&v.states["c"].raw);
+        let reason = c["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("depends on processing block a, which is FAILED"),
+            "{reason}"
+        );
+        assert!(reason.contains("dependency cycle: a → b → a"), "{reason}");
+        for id in ["a", "b", "c"] {
+            v.apply(
+                Part::States,
+                WatchEvent::Deleted {
+                    path: format!("/pb/{id}/state"),
+                    revision: rev,
+                },
+                t0(),
+            );
+        }
+    }
 }
 
 #[test]
