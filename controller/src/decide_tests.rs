@@ -58,6 +58,7 @@ fn a_new_block_gets_the_originals_deployment_and_a_starting_state() {
     let Action::Deploy {
         pb_rev,
         deployment: Some(d),
+        adopted: None,
         state,
     } = decide(&v, "realtime-20191121-0000", &ctx(), now())
     else {
@@ -98,15 +99,96 @@ fn a_started_block_or_one_whose_state_a_workflow_wrote_is_left_alone() {
 fn an_existing_deployment_is_not_requested_again_but_a_missing_state_is_created() {
     let mut v = view();
     put(&mut v, Part::Blocks, "/pb/a", &realtime_block("a"), 2);
-    put(&mut v, Part::Deployments, "/deploy/a-workflow", "{}", 3);
+    let Action::Deploy {
+        deployment: Some(d),
+        ..
+    } = decide(&v, "a", &ctx(), now())
+    else {
+        panic!("expected a deployment")
+    };
+    // The same deployment, written by another tool with its own formatting.
+    let text = serde_json::to_string(&d.to_value()).unwrap();
+    put(&mut v, Part::Deployments, "/deploy/a-workflow", &text, 3);
     let Action::Deploy {
         deployment: None,
+        adopted: Some((adopted, 3)),
         state: StateWrite::Create(_),
         ..
     } = decide(&v, "a", &ctx(), now())
     else {
         panic!("expected only the state")
     };
+    assert_eq!(adopted, "a-workflow");
+}
+
+#[test]
+fn a_workflow_deployment_written_by_someone_else_is_not_adopted_and_fails_the_block() {
+    let mut v = view();
+    let id = "realtime-20191121-0000";
+    let deploy_id = "realtime-20191121-0000-workflow";
+    for (rev, hand_written) in [
+        (
+            3,
+            r#"{"deploy_id": "realtime-20191121-0000-workflow", "type": "helm", "args": {"chart": "mine"}}"#,
+        ),
+        (4, "{}"),
+        (5, "not json"),
+    ] {
+        put(
+            &mut v,
+            Part::Deployments,
+            &format!("/deploy/{deploy_id}"),
+            hand_written,
+            rev,
+        );
+        put(
+            &mut v,
+            Part::Blocks,
+            &format!("/pb/{id}"),
+            &realtime_block(id),
+            2,
+        );
+        let Action::SetState {
+            state: StateWrite::Create(text),
+            failure: Some(FailureKind::DeploymentConflict),
+            reason,
+            ..
+        } = decide(&v, id, &ctx(), now())
+        else {
+            panic!("{hand_written}: expected FAILED")
+        };
+        assert!(
+            reason.contains(&format!("deployment {deploy_id} exists")),
+            "{reason}"
+        );
+        assert_eq!(parsed(&text)["failed_by"], "processing-controller");
+        assert_eq!(parsed(&text)["status"], "FAILED");
+    }
+    // Deleting it lets the block start with its own.
+    put(
+        &mut v,
+        Part::States,
+        &format!("/pb/{id}/state"),
+        &own_failed("x").to_json(),
+        6,
+    );
+    v.apply(
+        Part::Deployments,
+        WatchEvent::Deleted {
+            path: format!("/deploy/{deploy_id}"),
+            revision: 7,
+        },
+        t0(),
+    );
+    let Action::Deploy {
+        deployment: Some(d),
+        adopted: None,
+        ..
+    } = decide(&v, id, &ctx(), now())
+    else {
+        panic!("expected the block's own deployment")
+    };
+    assert_eq!(d.id, deploy_id);
 }
 
 #[test]
@@ -443,9 +525,13 @@ fn a_deleted_blocks_deployments_go_and_nothing_else() {
     ] {
         put(&mut v, Part::Deployments, &format!("/deploy/{d}"), "{}", 3);
     }
+    // Alive, nothing is cleaned up (its hand-written `{}` workflow deployment fails it).
     assert!(matches!(
         decide(&v, "realtime-20191121-0000", &ctx(), now()),
-        Action::Deploy { .. }
+        Action::SetState {
+            failure: Some(FailureKind::DeploymentConflict),
+            ..
+        }
     ));
     v.apply(
         Part::Blocks,
