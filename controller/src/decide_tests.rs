@@ -91,8 +91,12 @@ fn a_started_block_or_one_whose_state_a_workflow_wrote_is_left_alone() {
         set_state(&mut v, "a", st, 3);
         assert_eq!(decide(&v, "a", &ctx(), now()), Action::Nothing);
     }
-    put(&mut v, Part::States, "/pb/a/state", "not json", 4);
-    assert_eq!(decide(&v, "a", &ctx(), now()), Action::Nothing);
+    // Not a state at all: nobody could read-modify-write it, so it is not written over
+    // and nothing is started (the view logs it, the metrics count it).
+    for garbage in ["not json", "[1, 2]", "\"x\"", r#"{"status": 5}"#] {
+        put(&mut v, Part::States, "/pb/a/state", garbage, 4);
+        assert_eq!(decide(&v, "a", &ctx(), now()), Action::Nothing, "{garbage}");
+    }
 }
 
 #[test]

@@ -256,7 +256,21 @@ impl View {
 
     /// Set (or remove) block `id`'s state, given the state seen before. A block that
     /// (re)starts, or whose state is removed, has no workflow that could have gone yet.
+    /// A state that is not a block state is reported once per revision: the controller
+    /// never writes over it, so the block stays as it is until someone fixes or
+    /// deletes it (`docs/states.md`).
     fn set_state(&mut self, id: &str, new: Option<SeenState>, old: Option<&SeenState>) {
+        if let Some(reason) = new.as_ref().and_then(|n| n.unreadable.as_deref())
+            && old.is_none_or(|o| new.as_ref().is_some_and(|n| n.mod_rev != o.mod_rev))
+        {
+            tracing::warn!(
+                pb_id = %id,
+                %reason,
+                "the state of processing block {id} is not a valid block state (a JSON object); \
+                 it is left as it is and the block is not started or changed until the state is \
+                 corrected or deleted (deleting it starts the block)"
+            );
+        }
         let restarted = match &new {
             None => true,
             Some(new) => new.is_starting() && !old.is_some_and(SeenState::is_starting),
