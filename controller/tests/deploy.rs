@@ -680,3 +680,62 @@ async fn a_hand_written_workflow_deployment_is_adopted_only_when_it_is_the_block
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_in_a_dependency_cycle_fail_once_with_a_reason_naming_the_cycle() -> TestResult {
+    let env = Env::start().await;
+    let _c = env.controller();
+    // The blocks of the cycle appear one by one, so that each one's state wakes the other.
+    env.put("/pb/cyc-a", &batch_block("cyc-a", &["cyc-b"]))
+        .await;
+    env.put("/pb/cyc-c", &batch_block("cyc-c", &["cyc-a"]))
+        .await;
+    env.wait_value("/pb/cyc-a/state").await;
+    env.put("/pb/cyc-b", &batch_block("cyc-b", &["cyc-a"]))
+        .await;
+    let failed = |id: &'static str| {
+        let env = &env;
+        async move {
+            env.get(&format!("/pb/{id}/state"))
+                .await
+                .filter(|s| status_of(s).0 == "FAILED")
+        }
+    };
+    for id in ["cyc-a", "cyc-b"] {
+        wait_for("the cycle to fail", || failed(id)).await;
+    }
+    // Let every wake settle, then nothing may change any more.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut seen = Vec::new();
+    for (id, cycle) in [
+        ("cyc-a", "cyc-a → cyc-b → cyc-a"),
+        ("cyc-b", "cyc-b → cyc-a → cyc-b"),
+    ] {
+        let state = env.get(&format!("/pb/{id}/state")).await.unwrap();
+        let (status, reason) = status_of(&state);
+        assert_eq!(status, "FAILED", "{state}");
+        assert!(
+            reason.contains(&format!("dependency cycle: {cycle}"))
+                && !reason.contains("its reason"),
+            "{state}"
+        );
+        seen.push(state);
+    }
+    let c = wait_for("the dependent to fail", || failed("cyc-c")).await;
+    assert!(
+        status_of(&c)
+            .1
+            .contains("dependency cycle: cyc-a → cyc-b → cyc-a"),
+        "{c}"
+    );
+    seen.push(c);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (id, before) in ["cyc-a", "cyc-b", "cyc-c"].iter().zip(seen) {
+        assert_eq!(
+            env.get(&format!("/pb/{id}/state")).await.unwrap(),
+            before,
+            "{id} rewritten"
+        );
+    }
+    Ok(())
+}
