@@ -14,7 +14,7 @@ use crate::registry::Lookup;
 use crate::state_class::{FAILED_BY, FAILED_BY_US, StateClass};
 use crate::template::{DeployContext, workflow_deployment};
 use crate::validate::{MAX_VALUE_BYTES, truncate};
-use crate::view::{Block, View};
+use crate::view::{Block, View, digest};
 use sdp_config::entity::belongs;
 
 /// Field of `/pb/<id>/state`: when the controller first wrote it (RFC 3339 UTC, seconds);
@@ -67,6 +67,8 @@ pub(crate) enum Action {
         pb_rev: i64,
         /// The deployment to create, `None` when it exists already.
         deployment: Option<Deployment>,
+        /// The existing deployment adopted, with the `mod_revision` it was seen at.
+        adopted: Option<(String, i64)>,
         state: StateWrite,
     },
     /// Write WAITING or FAILED.
@@ -143,10 +145,14 @@ pub(crate) fn decide(view: &View, id: &str, ctx: &DeployContext, now: DateTime<U
             let Some(state) = change(&starting, ProcessingBlockState::starting()) else {
                 return Action::Nothing;
             };
-            let exists = view.deployments.contains_key(&deployment.id);
+            let adopted = view
+                .deployments
+                .get(&deployment.id)
+                .map(|seen| (deployment.id.clone(), seen.mod_rev));
             Action::Deploy {
                 pb_rev: block.mod_rev,
-                deployment: (!exists).then_some(deployment),
+                deployment: adopted.is_none().then_some(deployment),
+                adopted,
                 state,
             }
         }
@@ -238,28 +244,69 @@ fn evaluate(view: &View, id: &str, block: &Block, ctx: &DeployContext) -> Desire
                  (check the parameters used by the workflow's deployment template)"
             ),
         ),
-        Ok(d) => Desired::Start(d),
+        Ok(d) => match view.deployments.get(&d.id) {
+            // Not the one this block needs, so not ours to adopt nor to replace.
+            Some(seen) if seen.digest != Some(digest(&d.to_value())) => Desired::Fail(
+                FailureKind::DeploymentConflict,
+                format!(
+                    "processing block {id} cannot start: deployment {} exists and is not the workflow \
+                     deployment this block needs (the processing controller did not create it); \
+                     it is left as it is: delete it and the controller creates the block's own",
+                    d.id
+                ),
+            ),
+            _ => Desired::Start(d),
+        },
     }
 }
 
 /// `None` when every dependency has FINISHED.
+///
+/// A cycle is looked for before anything else: in a cycle every block fails, and a
+/// block that read "depends on a block that FAILED" would nest its neighbour's reason
+/// in its own, a little deeper at each rewrite. The cycle's reason is the same at every
+/// reconcile, so the state is written once.
 fn dependencies(view: &View, id: &str, pb: &ProcessingBlock) -> Option<Desired> {
-    let mut pending = Vec::new();
-    for dep in &pb.dependencies {
-        if dep.pb_id == id {
-            return Some(Desired::Fail(
-                FailureKind::DependencyCycle,
-                format!("processing block {id} depends on itself; remove it from `dependencies`"),
-            ));
-        }
-        let state = view.states.get(&dep.pb_id);
-        match state
+    if pb.dependencies.iter().any(|dep| dep.pb_id == id) {
+        return Some(Desired::Fail(
+            FailureKind::DependencyCycle,
+            format!(
+                "processing block {id} can never start: dependency cycle: {id} → {id} \
+                 (it depends on itself; remove it from `dependencies`)"
+            ),
+        ));
+    }
+    let status_of = |b: &str| {
+        view.states
+            .get(b)
             .and_then(|s| s.status.as_deref())
             .and_then(PbStatus::parse)
-        {
+    };
+    if pb
+        .dependencies
+        .iter()
+        .all(|dep| status_of(&dep.pb_id) == Some(PbStatus::Finished))
+    {
+        return None;
+    }
+    if let Some(cycle) = find_cycle(view, id) {
+        return Some(Desired::Fail(
+            FailureKind::DependencyCycle,
+            truncate(format!(
+                "processing block {id} can never start: dependency cycle: {} \
+                 (remove one of these dependencies)",
+                cycle.join(" → ")
+            )),
+        ));
+    }
+    let mut pending = Vec::new();
+    for dep in &pb.dependencies {
+        match status_of(&dep.pb_id) {
             Some(PbStatus::Finished) => {}
             Some(status @ (PbStatus::Failed | PbStatus::Cancelled)) => {
-                let their_reason = state
+                let their_reason = view
+                    .states
+                    .get(&dep.pb_id)
                     .and_then(|s| ProcessingBlockState::parse(&s.raw).ok())
                     .and_then(|s| s.reason)
                     .map(|r| format!(" (its reason: {})", r.chars().take(300).collect::<String>()))
@@ -278,18 +325,6 @@ fn dependencies(view: &View, id: &str, pb: &ProcessingBlock) -> Option<Desired> 
             }
             _ => pending.push(dep.pb_id.clone()),
         }
-    }
-    if pending.is_empty() {
-        return None;
-    }
-    if let Some(cycle) = find_cycle(view, id) {
-        return Some(Desired::Fail(
-            FailureKind::DependencyCycle,
-            format!(
-                "processing block {id} can never start: its dependencies form a cycle ({})",
-                cycle.join(" → ")
-            ),
-        ));
     }
     pending.dedup();
     Some(Desired::Wait(truncate(format!(

@@ -58,6 +58,7 @@ fn a_new_block_gets_the_originals_deployment_and_a_starting_state() {
     let Action::Deploy {
         pb_rev,
         deployment: Some(d),
+        adopted: None,
         state,
     } = decide(&v, "realtime-20191121-0000", &ctx(), now())
     else {
@@ -90,23 +91,108 @@ fn a_started_block_or_one_whose_state_a_workflow_wrote_is_left_alone() {
         set_state(&mut v, "a", st, 3);
         assert_eq!(decide(&v, "a", &ctx(), now()), Action::Nothing);
     }
-    put(&mut v, Part::States, "/pb/a/state", "not json", 4);
-    assert_eq!(decide(&v, "a", &ctx(), now()), Action::Nothing);
+    // Not a state at all: nobody could read-modify-write it, so it is not written over
+    // and nothing is started (the view logs it, the metrics count it).
+    for garbage in ["not json", "[1, 2]", "\"x\"", r#"{"status": 5}"#] {
+        put(&mut v, Part::States, "/pb/a/state", garbage, 4);
+        assert_eq!(decide(&v, "a", &ctx(), now()), Action::Nothing, "{garbage}");
+    }
 }
 
 #[test]
 fn an_existing_deployment_is_not_requested_again_but_a_missing_state_is_created() {
     let mut v = view();
     put(&mut v, Part::Blocks, "/pb/a", &realtime_block("a"), 2);
-    put(&mut v, Part::Deployments, "/deploy/a-workflow", "{}", 3);
+    let Action::Deploy {
+        deployment: Some(d),
+        ..
+    } = decide(&v, "a", &ctx(), now())
+    else {
+        panic!("expected a deployment")
+    };
+    // The same deployment, written by another tool with its own formatting.
+    let text = serde_json::to_string(&d.to_value()).unwrap();
+    put(&mut v, Part::Deployments, "/deploy/a-workflow", &text, 3);
     let Action::Deploy {
         deployment: None,
+        adopted: Some((adopted, 3)),
         state: StateWrite::Create(_),
         ..
     } = decide(&v, "a", &ctx(), now())
     else {
         panic!("expected only the state")
     };
+    assert_eq!(adopted, "a-workflow");
+}
+
+#[test]
+fn a_workflow_deployment_written_by_someone_else_is_not_adopted_and_fails_the_block() {
+    let mut v = view();
+    let id = "realtime-20191121-0000";
+    let deploy_id = "realtime-20191121-0000-workflow";
+    for (rev, hand_written) in [
+        (
+            3,
+            r#"{"deploy_id": "realtime-20191121-0000-workflow", "type": "helm", "args": {"chart": "mine"}}"#,
+        ),
+        (4, "{}"),
+        (5, "not json"),
+    ] {
+        put(
+            &mut v,
+            Part::Deployments,
+            &format!("/deploy/{deploy_id}"),
+            hand_written,
+            rev,
+        );
+        put(
+            &mut v,
+            Part::Blocks,
+            &format!("/pb/{id}"),
+            &realtime_block(id),
+            2,
+        );
+        let Action::SetState {
+            state: StateWrite::Create(text),
+            failure: Some(FailureKind::DeploymentConflict),
+            reason,
+            ..
+        } = decide(&v, id, &ctx(), now())
+        else {
+            panic!("{hand_written}: expected FAILED")
+        };
+        assert!(
+            reason.contains(&format!("deployment {deploy_id} exists")),
+            "{reason}"
+        );
+        assert_eq!(parsed(&text)["failed_by"], "processing-controller");
+        assert_eq!(parsed(&text)["status"], "FAILED");
+    }
+    // Deleting it lets the block start with its own.
+    put(
+        &mut v,
+        Part::States,
+        &format!("/pb/{id}/state"),
+        &own_failed("x").to_json(),
+        6,
+    );
+    v.apply(
+        Part::Deployments,
+        WatchEvent::Deleted {
+            path: format!("/deploy/{deploy_id}"),
+            revision: 7,
+        },
+        t0(),
+    );
+    let Action::Deploy {
+        deployment: Some(d),
+        adopted: None,
+        ..
+    } = decide(&v, id, &ctx(), now())
+    else {
+        panic!("expected the block's own deployment")
+    };
+    assert_eq!(d.id, deploy_id);
 }
 
 #[test]
@@ -336,6 +422,7 @@ fn dependency_cycles_are_failed() {
     else {
         panic!()
     };
+    assert!(reason.contains("dependency cycle: self → self"), "{reason}");
     assert!(reason.contains("depends on itself"), "{reason}");
     put(&mut v, Part::Blocks, "/pb/a", &batch_block("a", &["b"]), 3);
     put(&mut v, Part::Blocks, "/pb/b", &batch_block("b", &["c"]), 4);
@@ -348,7 +435,77 @@ fn dependency_cycles_are_failed() {
     else {
         panic!()
     };
-    assert!(reason.contains("(a → b → c → a)"), "{reason}");
+    assert!(
+        reason.contains("dependency cycle: a → b → c → a"),
+        "{reason}"
+    );
+}
+
+/// Reconcile blocks `ids` in turn, as the controller does when a state it wrote wakes
+/// the block's dependents, writing each decided state into the view; returns the
+/// number of writes.
+fn reconcile_round(v: &mut View, ids: &[&str], rev: &mut i64) -> usize {
+    let mut writes = 0;
+    for id in ids {
+        if let Action::SetState { state, .. } = decide(v, id, &ctx(), now()) {
+            *rev += 1;
+            put(
+                v,
+                Part::States,
+                &format!("/pb/{id}/state"),
+                state.new_value(),
+                *rev,
+            );
+            writes += 1;
+        }
+    }
+    writes
+}
+
+#[test]
+fn every_block_of_a_cycle_gets_one_stable_reason_naming_the_cycle() {
+    let mut v = view();
+    put(&mut v, Part::Blocks, "/pb/a", &batch_block("a", &["b"]), 2);
+    put(&mut v, Part::Blocks, "/pb/b", &batch_block("b", &["a"]), 3);
+    put(&mut v, Part::Blocks, "/pb/c", &batch_block("c", &["a"]), 4);
+    let mut rev = 10;
+    // Both orders: whichever block is decided first, the other must not nest its reason.
+    for order in [["a", "b", "c"], ["b", "a", "c"]] {
+        for round in 0..6 {
+            let writes = reconcile_round(&mut v, &order, &mut rev);
+            if round >= 1 {
+                assert_eq!(writes, 0, "round {round} rewrote a state");
+            }
+        }
+        for (id, cycle) in [("a", "a → b → a"), ("b", "b → a → b")] {
+            let st = parsed(&v.states[id].raw);
+            assert_eq!(st["status"], "FAILED");
+            let reason = st["reason"].as_str().unwrap();
+            assert!(
+                reason.contains(&format!("dependency cycle: {cycle}"))
+                    && !reason.contains("its reason"),
+                "{id}: {reason}"
+            );
+        }
+        // A block outside the cycle that depends on it says so once, and names the cycle.
+        let c = parsed(&v.states["c"].raw);
+        let reason = c["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("depends on processing block a, which is FAILED"),
+            "{reason}"
+        );
+        assert!(reason.contains("dependency cycle: a → b → a"), "{reason}");
+        for id in ["a", "b", "c"] {
+            v.apply(
+                Part::States,
+                WatchEvent::Deleted {
+                    path: format!("/pb/{id}/state"),
+                    revision: rev,
+                },
+                t0(),
+            );
+        }
+    }
 }
 
 #[test]
@@ -372,9 +529,13 @@ fn a_deleted_blocks_deployments_go_and_nothing_else() {
     ] {
         put(&mut v, Part::Deployments, &format!("/deploy/{d}"), "{}", 3);
     }
+    // Alive, nothing is cleaned up (its hand-written `{}` workflow deployment fails it).
     assert!(matches!(
         decide(&v, "realtime-20191121-0000", &ctx(), now()),
-        Action::Deploy { .. }
+        Action::SetState {
+            failure: Some(FailureKind::DeploymentConflict),
+            ..
+        }
     ));
     v.apply(
         Part::Blocks,

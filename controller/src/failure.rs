@@ -25,13 +25,16 @@ pub(crate) enum FailureKind {
     DeploymentFailed,
     /// The workflow's owner key stayed gone: the workflow exited without finishing.
     WorkflowExited,
+    /// A workflow deployment of the block's name exists that differs from the one the
+    /// controller would create (written by someone else).
+    DeploymentConflict,
     /// A request to etcd failed (retried).
     EtcdError,
 }
 
 impl FailureKind {
     /// Every kind, for metrics.
-    pub(crate) const ALL: [FailureKind; 12] = [
+    pub(crate) const ALL: [FailureKind; 13] = [
         FailureKind::InvalidJson,
         FailureKind::InvalidBlock,
         FailureKind::InvalidId,
@@ -43,6 +46,7 @@ impl FailureKind {
         FailureKind::DependencyCycle,
         FailureKind::DeploymentFailed,
         FailureKind::WorkflowExited,
+        FailureKind::DeploymentConflict,
         FailureKind::EtcdError,
     ];
 
@@ -59,6 +63,7 @@ impl FailureKind {
             FailureKind::DependencyCycle => "dependency_cycle",
             FailureKind::DeploymentFailed => "deployment_failed",
             FailureKind::WorkflowExited => "workflow_exited",
+            FailureKind::DeploymentConflict => "deployment_conflict",
             FailureKind::EtcdError => "etcd_error",
         }
     }

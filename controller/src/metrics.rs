@@ -130,9 +130,11 @@ impl Metrics {
             .collect();
         counts.push(("NONE".into(), 0));
         counts.push(("OTHER".into(), 0));
+        counts.push(("UNREADABLE".into(), 0));
         for id in view.blocks.keys() {
             let status = match view.states.get(id) {
                 None => "NONE",
+                Some(s) if s.unreadable.is_some() => "UNREADABLE",
                 Some(s) => s
                     .status
                     .as_deref()
@@ -159,6 +161,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::view::Part;
 
     #[test]
     fn every_metric_is_exposed() {
@@ -168,7 +171,18 @@ mod tests {
         m.failed(FailureKind::UnknownWorkflow);
         m.reconcile_duration.observe(0.001);
         m.observe(&View::new(false), 2);
-        m.observe(&View::new(false), 5);
+        let mut v = crate::fixtures::synced_view(false);
+        for (id, state) in [
+            ("a", "not json"),
+            ("b", "[]"),
+            ("c", r#"{"state": "executing"}"#),
+        ] {
+            let block = crate::fixtures::batch_block(id, &[]);
+            crate::fixtures::put(&mut v, Part::Blocks, &format!("/pb/{id}"), &block, 2);
+            let path = format!("/pb/{id}/state");
+            crate::fixtures::put(&mut v, Part::States, &path, state, 3);
+        }
+        m.observe(&v, 5);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         for want in [
@@ -177,6 +191,8 @@ mod tests {
             "sdp_controller_failures_total{reason=\"template_error\"} 0",
             "sdp_controller_reconcile_duration_seconds_count 1",
             "sdp_controller_blocks{status=\"STARTING\"} 0",
+            "sdp_controller_blocks{status=\"UNREADABLE\"} 2",
+            "sdp_controller_blocks{status=\"OTHER\"} 1",
             "sdp_controller_etcd_watch_reconnects_total 5",
             "sdp_controller_is_leader 0",
         ] {

@@ -40,6 +40,7 @@ pub(crate) async fn perform(
         Action::Deploy {
             pb_rev,
             deployment,
+            adopted,
             state,
         } => {
             let mut txn = block_txn(shared, id, *pb_rev, guard)?;
@@ -47,12 +48,16 @@ pub(crate) async fn perform(
             if let Some(d) = deployment {
                 txn.create(&Deployment::path(&d.id), &d.to_json()).await?;
             }
+            if let Some((deploy_id, rev)) = adopted {
+                // Adopted as seen: changed since, it is decided afresh.
+                txn.assume(&Deployment::path(deploy_id), Some(("", *rev)))?;
+            }
             let outcome = finish(txn).await?;
             if let Ok(revision) = outcome {
                 let mut view = shared.view_mut();
                 view.record_state(id, state.new_value(), revision);
                 if let Some(d) = deployment {
-                    view.record_deployment(&d.id, revision);
+                    view.record_deployment(d, revision);
                     shared.metrics.deployments_created.inc();
                 }
             }

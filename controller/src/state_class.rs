@@ -31,11 +31,15 @@ pub(crate) struct SeenState {
     pub(crate) status: Option<String>,
     /// Who may change it.
     pub(crate) class: StateClass,
+    /// Why the text is not a block state (not JSON, not an object, a field of the wrong
+    /// type): nobody can read-modify-write it, so the controller leaves it alone.
+    pub(crate) unreadable: Option<String>,
 }
 
 impl SeenState {
     /// Classify a stored state.
     pub(crate) fn new(raw: String, mod_rev: i64) -> Self {
+        let mut unreadable = None;
         let (status, class) = match ProcessingBlockState::parse(&raw) {
             Ok(st) => {
                 let class = match st.known_status() {
@@ -50,13 +54,17 @@ impl SeenState {
                 };
                 (st.status, class)
             }
-            Err(_) => (None, StateClass::Other),
+            Err(e) => {
+                unreadable = Some(e.to_string());
+                (None, StateClass::Other)
+            }
         };
         SeenState {
             mod_rev,
             raw,
             status,
             class,
+            unreadable,
         }
     }
 }
@@ -103,6 +111,17 @@ mod tests {
         assert_eq!(class(r#"{"status": "RUNNING"}"#), StateClass::Other);
         assert_eq!(class("not json"), StateClass::Other);
         assert_eq!(SeenState::new("not json".into(), 1).status, None);
+        let unreadable = |raw: &str| SeenState::new(raw.into(), 1).unreadable.is_some();
+        for raw in ["not json", "[1]", "\"x\"", "5", r#"{"status": 5}"#] {
+            assert!(unreadable(raw), "{raw}");
+        }
+        for raw in [
+            r#"{"state": "executing"}"#,
+            r#"{"status": "RUNNING"}"#,
+            "{}",
+        ] {
+            assert!(!unreadable(raw), "{raw}");
+        }
     }
 
     #[test]

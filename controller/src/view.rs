@@ -61,6 +61,29 @@ pub(crate) struct Block {
     pub parsed: Result<ProcessingBlock, Invalid>,
 }
 
+/// A deployment as last seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SeenDeployment {
+    /// `mod_revision` of `/deploy/<id>`.
+    pub mod_rev: i64,
+    /// [`digest`] of its value, `None` when the value is not JSON.
+    pub digest: Option<u64>,
+}
+
+/// A digest of a JSON value that ignores formatting and key order, for telling whether
+/// a deployment is the one the controller would create without keeping every value.
+pub(crate) fn digest(value: &serde_json::Value) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    sdp_config::json::to_python_string(value).hash(&mut h);
+    h.finish()
+}
+
+/// [`digest`] of a stored text, `None` when it is not JSON.
+fn digest_text(text: &str) -> Option<u64> {
+    serde_json::from_str(text).ok().map(|v| digest(&v))
+}
+
 /// Which blocks a change makes worth reconciling.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Wake {
@@ -87,8 +110,8 @@ pub(crate) struct View {
     pub blocks: HashMap<String, Block>,
     /// States by block ID.
     pub states: HashMap<String, SeenState>,
-    /// Deployments (ID → `mod_revision`), ordered for prefix scans.
-    pub deployments: BTreeMap<String, i64>,
+    /// Deployments by ID, ordered for prefix scans.
+    pub deployments: BTreeMap<String, SeenDeployment>,
     /// Deployment states by deployment ID, ordered for prefix scans.
     pub deploy_states: BTreeMap<String, DeployReport>,
     /// Workflow definitions (file and database).
@@ -233,7 +256,21 @@ impl View {
 
     /// Set (or remove) block `id`'s state, given the state seen before. A block that
     /// (re)starts, or whose state is removed, has no workflow that could have gone yet.
+    /// A state that is not a block state is reported once per revision: the controller
+    /// never writes over it, so the block stays as it is until someone fixes or
+    /// deletes it (`docs/states.md`).
     fn set_state(&mut self, id: &str, new: Option<SeenState>, old: Option<&SeenState>) {
+        if let Some(reason) = new.as_ref().and_then(|n| n.unreadable.as_deref())
+            && old.is_none_or(|o| new.as_ref().is_some_and(|n| n.mod_rev != o.mod_rev))
+        {
+            tracing::warn!(
+                pb_id = %id,
+                %reason,
+                "the state of processing block {id} is not a valid block state (a JSON object); \
+                 it is left as it is and the block is not started or changed until the state is \
+                 corrected or deleted (deleting it starts the block)"
+            );
+        }
         let restarted = match &new {
             None => true,
             Some(new) => new.is_starting() && !old.is_some_and(SeenState::is_starting),
@@ -282,7 +319,11 @@ impl View {
                 let Some(id) = Deployment::id_from_path(&entry.path) else {
                     return Wake::Keys(Vec::new());
                 };
-                self.deployments.insert(id.to_string(), entry.mod_revision);
+                let seen = SeenDeployment {
+                    mod_rev: entry.mod_revision,
+                    digest: digest_text(&entry.value),
+                };
+                self.deployments.insert(id.to_string(), seen);
                 Wake::Keys(self.deployment_owner(id))
             }
             Part::Workflows => {
@@ -444,9 +485,13 @@ impl View {
     }
 
     /// As [`View::record_state`], for a created deployment.
-    pub(crate) fn record_deployment(&mut self, deploy_id: &str, revision: i64) {
+    pub(crate) fn record_deployment(&mut self, deployment: &Deployment, revision: i64) {
         if self.parts[Part::Deployments as usize].revision < revision {
-            self.deployments.insert(deploy_id.to_string(), revision);
+            let seen = SeenDeployment {
+                mod_rev: revision,
+                digest: Some(digest(&deployment.to_value())),
+            };
+            self.deployments.insert(deployment.id.clone(), seen);
         }
     }
 
@@ -861,7 +906,12 @@ mod tests {
     #[test]
     fn own_writes_are_recorded_unless_the_watch_is_ahead() {
         let mut v = synced();
-        v.record_deployment("x-workflow", 10);
+        let x_workflow = Deployment::parse(
+            r#"{"deploy_id": "x-workflow", "type": "helm", "args": {"chart": "workflow"}}"#,
+            None,
+        )
+        .unwrap();
+        v.record_deployment(&x_workflow, 10);
         v.record_state("x", r#"{"status": "STARTING"}"#, 10);
         assert!(v.deployments.contains_key("x-workflow"));
         assert_eq!(v.states["x"].status.as_deref(), Some("STARTING"));
@@ -873,7 +923,7 @@ mod tests {
             },
             t0(),
         );
-        v.record_deployment("x-workflow", 10);
+        v.record_deployment(&x_workflow, 10);
         assert!(!v.deployments.contains_key("x-workflow"));
     }
 

@@ -561,3 +561,181 @@ async fn the_registry_can_be_downloaded_over_http() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_whose_state_is_not_a_state_is_left_alone_counted_and_starts_once_it_is_deleted()
+-> TestResult {
+    let env = Env::start().await;
+    let garbage = [
+        ("realtime-20261207-0000", "not json at all"),
+        ("realtime-20261207-0001", "[1, 2]"),
+        ("realtime-20261207-0002", r#"{"status": 5}"#),
+    ];
+    for (id, text) in garbage {
+        env.put(&format!("/pb/{id}/state"), text).await;
+    }
+    let c = env.controller();
+    let ok = "realtime-20261207-0009";
+    for (id, _) in garbage.iter().chain([&(ok, "")]) {
+        env.put(
+            &format!("/pb/{id}"),
+            &sdpcfg_block(id, "realtime", "testdask"),
+        )
+        .await;
+    }
+    env.wait_value(&format!("/deploy/{ok}-workflow")).await;
+    // What an operator sees: the metric (and a warning in the log).
+    wait_for("the unreadable states counted", || async {
+        c.http_get("/metrics").await.and_then(|(_, body)| {
+            body.lines()
+                .any(|l| l == "sdp_controller_blocks{status=\"UNREADABLE\"} 3")
+                .then_some(())
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (id, text) in garbage {
+        assert_eq!(
+            env.get(&format!("/pb/{id}/state")).await.as_deref(),
+            Some(text),
+            "what was written is kept"
+        );
+        assert!(env.get(&format!("/deploy/{id}-workflow")).await.is_none());
+    }
+    // The documented way out: delete the state, and the block starts.
+    let (id, _) = garbage[0];
+    env.delete_tree(&format!("/pb/{id}/state")).await;
+    env.wait_value(&format!("/deploy/{id}-workflow")).await;
+    let state = env.wait_value(&format!("/pb/{id}/state")).await;
+    assert!(is_starting(&state), "{state}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_written_workflow_deployment_is_adopted_only_when_it_is_the_blocks_own() -> TestResult
+{
+    let env = Env::start().await;
+    let mine = "realtime-20261207-0100";
+    let same = "realtime-20261207-0101";
+    let hand_written = r#"{"deploy_id": "realtime-20261207-0100-workflow", "type": "helm", "args": {"chart": "mine", "values": {"x": 1}}}"#;
+    env.put(&format!("/deploy/{mine}-workflow"), hand_written)
+        .await;
+    // Exactly what the controller would write, formatted by another tool.
+    let own = json!({
+        "deploy_id": format!("{same}-workflow"),
+        "type": "helm",
+        "args": {"chart": "workflow", "values": {
+            "env.SDP_CONFIG_HOST": "127.0.0.1",
+            "env.SDP_HELM_NAMESPACE": "sdp",
+            "pb_id": same,
+            "wf_image": format!("{NEXUS}/workflow-testdask:0.1.0")}}
+    })
+    .to_string();
+    env.put(&format!("/deploy/{same}-workflow"), &own).await;
+    let _c = env.controller();
+    for id in [mine, same] {
+        env.put(
+            &format!("/pb/{id}"),
+            &sdpcfg_block(id, "realtime", "testdask"),
+        )
+        .await;
+    }
+    let state = env.wait_value(&format!("/pb/{mine}/state")).await;
+    let (status, reason) = status_of(&state);
+    assert_eq!(status, "FAILED", "{state}");
+    assert!(
+        reason.contains(&format!("deployment {mine}-workflow exists")),
+        "{state}"
+    );
+    let state = env.wait_value(&format!("/pb/{same}/state")).await;
+    assert!(is_starting(&state), "{state}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        env.get(&format!("/deploy/{mine}-workflow"))
+            .await
+            .as_deref(),
+        Some(hand_written),
+        "the hand-written entry is left as it is"
+    );
+    assert_eq!(
+        env.get(&format!("/deploy/{same}-workflow"))
+            .await
+            .as_deref(),
+        Some(own.as_str()),
+        "the adopted entry is left as it is"
+    );
+    // Deleting the hand-written entry lets the block start with its own.
+    env.delete_tree(&format!("/deploy/{mine}-workflow")).await;
+    let state = wait_for("the block to start", || async {
+        env.get(&format!("/pb/{mine}/state"))
+            .await
+            .filter(|s| is_starting(s))
+    })
+    .await;
+    assert!(!state.contains("reason"), "{state}");
+    let deployment = env.wait_value(&format!("/deploy/{mine}-workflow")).await;
+    assert!(
+        deployment.contains("\"chart\": \"workflow\""),
+        "{deployment}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_in_a_dependency_cycle_fail_once_with_a_reason_naming_the_cycle() -> TestResult {
+    let env = Env::start().await;
+    let _c = env.controller();
+    // The blocks of the cycle appear one by one, so that each one's state wakes the other.
+    env.put("/pb/cyc-a", &batch_block("cyc-a", &["cyc-b"]))
+        .await;
+    env.put("/pb/cyc-c", &batch_block("cyc-c", &["cyc-a"]))
+        .await;
+    env.wait_value("/pb/cyc-a/state").await;
+    env.put("/pb/cyc-b", &batch_block("cyc-b", &["cyc-a"]))
+        .await;
+    let failed = |id: &'static str| {
+        let env = &env;
+        async move {
+            env.get(&format!("/pb/{id}/state"))
+                .await
+                .filter(|s| status_of(s).0 == "FAILED")
+        }
+    };
+    for id in ["cyc-a", "cyc-b"] {
+        wait_for("the cycle to fail", || failed(id)).await;
+    }
+    // Let every wake settle, then nothing may change any more.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut seen = Vec::new();
+    for (id, cycle) in [
+        ("cyc-a", "cyc-a → cyc-b → cyc-a"),
+        ("cyc-b", "cyc-b → cyc-a → cyc-b"),
+    ] {
+        let state = env.get(&format!("/pb/{id}/state")).await.unwrap();
+        let (status, reason) = status_of(&state);
+        assert_eq!(status, "FAILED", "{state}");
+        assert!(
+            reason.contains(&format!("dependency cycle: {cycle}"))
+                && !reason.contains("its reason"),
+            "{state}"
+        );
+        seen.push(state);
+    }
+    let c = wait_for("the dependent to fail", || failed("cyc-c")).await;
+    assert!(
+        status_of(&c)
+            .1
+            .contains("dependency cycle: cyc-a → cyc-b → cyc-a"),
+        "{c}"
+    );
+    seen.push(c);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (id, before) in ["cyc-a", "cyc-b", "cyc-c"].iter().zip(seen) {
+        assert_eq!(
+            env.get(&format!("/pb/{id}/state")).await.unwrap(),
+            before,
+            "{id} rewritten"
+        );
+    }
+    Ok(())
+}
