@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use common::*;
-use sdp_testing::kube::KubeApi;
+use sdp_testing::kube::{KubeApi, pods};
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -18,38 +18,23 @@ fn release() -> String {
     sdp_deployer::naming::release_name("", WORKFLOW_ID)
 }
 
+const IMAGE: &str = "sdp/workflow-testdask:0.1.0";
+
 /// A pod of `release` with `status`.
 fn pod(name: &str, release: &str, status: Value) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS,
-            "labels": {"app.kubernetes.io/instance": release}},
-        "spec": {"containers": [{"name": "workflow", "image": "sdp/workflow-testdask:0.1.0"}]},
-        "status": status,
-    })
+    pods::pod(name, NS, release, IMAGE, status)
 }
 
 fn running(ready: bool) -> Value {
-    json!({"phase": "Running",
-        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
-        "containerStatuses": [{"name": "workflow", "image": "sdp/workflow-testdask:0.1.0", "imageID": "",
-            "ready": ready, "restartCount": 0, "state": {"running": {}}}]})
+    pods::running(IMAGE, ready)
 }
 
 fn image_pull_error() -> Value {
-    json!({"phase": "Pending",
-        "containerStatuses": [{"name": "workflow", "image": "sdp/workflow-testdask:0.1.0", "imageID": "",
-            "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": "ImagePullBackOff",
-                "message": "Back-off pulling image \"sdp/workflow-testdask:0.1.0\""}}}]})
+    pods::image_pull_error(IMAGE)
 }
 
-fn crash_loop(restarts: i32) -> Value {
-    json!({"phase": "Running",
-        "containerStatuses": [{"name": "workflow", "image": "sdp/workflow-testdask:0.1.0", "imageID": "",
-            "ready": false, "restartCount": restarts,
-            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-            "lastState": {"terminated": {"exitCode": 2, "reason": "Error"}}}]})
+fn crash_loop(restarts: u32) -> Value {
+    pods::crash_loop(IMAGE, restarts, 2)
 }
 
 /// The workload object of `id` once `check` accepts it.
@@ -118,8 +103,7 @@ async fn pod_phases_reach_the_state_and_foreign_pods_never_do() -> Result<()> {
         );
         c.api
             .put_object(pod("stranger-2", "someone-else", image_pull_error()))?;
-        c.api
-            .put_object(pod(&rel, &rel, json!({"phase": "Succeeded"})))?;
+        c.api.put_object(pod(&rel, &rel, pods::succeeded()))?;
         let w = wait_workload(&h, WORKFLOW_ID, "FINISHED", phase_is("FINISHED")).await?;
         assert_eq!(w["pods"].as_array().map(Vec::len), Some(1), "{w}");
         ensure!(
@@ -231,8 +215,7 @@ async fn a_dropped_or_expired_watch_misses_no_change_and_bursts_are_coalesced() 
         // The watch is cut, the pod changes meanwhile and the history is compacted: the
         // deployer's next watch gets 410 Gone and must list again.
         c.api.drop_watches();
-        c.api
-            .put_object(pod(&rel, &rel, json!({"phase": "Succeeded"})))?;
+        c.api.put_object(pod(&rel, &rel, pods::succeeded()))?;
         c.api.compact();
         wait_workload(
             &h,

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use sdp_config::WatchEvent;
 use sdp_e2e::system::{Options, System, Target};
-use sdp_testing::kube::KubeApi;
-use serde_json::{Value, json};
+use sdp_testing::kube::{KubeApi, pods};
+use serde_json::Value;
 
 const BLOCKS: usize = 1000;
 const LIMIT: Duration = Duration::from_secs(300);
@@ -33,27 +33,18 @@ fn release(i: usize) -> String {
     format!("{}-workflow", pb_id(i))
 }
 
+const IMAGE: &str = "sdp/workflow-testdask:0.1.0";
+
 fn pod(namespace: &str, i: usize, status: Value) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": release(i), "namespace": namespace,
-            "labels": {"app.kubernetes.io/instance": release(i)}},
-        "spec": {"containers": [{"name": "workflow", "image": "sdp/workflow-testdask:0.1.0"}]},
-        "status": status,
-    })
+    pods::pod(&release(i), namespace, &release(i), IMAGE, status)
 }
 
 fn running() -> Value {
-    json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
-        "containerStatuses": [{"name": "workflow", "image": "sdp/workflow-testdask:0.1.0", "imageID": "",
-            "ready": true, "restartCount": 0, "state": {"running": {}}}]})
+    pods::running(IMAGE, true)
 }
 
 fn image_pull_error() -> Value {
-    json!({"phase": "Pending",
-        "containerStatuses": [{"name": "workflow", "image": "sdp/workflow-testdask:0.1.0", "imageID": "",
-            "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]})
+    pods::image_pull_error(IMAGE)
 }
 
 fn rss_kb(pid: u32) -> Option<u64> {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use nix::sys::signal::Signal;
 use sdp_e2e::system::{Options, System, Target};
-use sdp_testing::kube::KubeApi;
-use serde_json::{Value, json};
+use sdp_testing::kube::{KubeApi, pods};
+use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(60);
 const IMAGE: &str = "sdp/workflow-testdask:0.1.0";
@@ -60,13 +60,13 @@ impl Loop {
     /// The workflow pod of `pb_id`, as the kubelet reports it.
     fn workflow_pod(&self, pb_id: &str, status: Value) -> Result<()> {
         let release = format!("{pb_id}-workflow");
-        self.api.put_object(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": release, "namespace": self.system.namespace(),
-                "labels": {"app.kubernetes.io/instance": release}},
-            "spec": {"containers": [{"name": "workflow", "image": IMAGE}]},
-            "status": status,
-        }))?;
+        self.api.put_object(pods::pod(
+            &release,
+            self.system.namespace(),
+            &release,
+            IMAGE,
+            status,
+        ))?;
         Ok(())
     }
 
@@ -97,32 +97,19 @@ impl Loop {
 }
 
 fn running() -> Value {
-    json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
-        "containerStatuses": [{"name": "workflow", "image": IMAGE, "imageID": "",
-            "ready": true, "restartCount": 0, "state": {"running": {}}}]})
+    pods::running(IMAGE, true)
 }
 
 fn image_pull_error() -> Value {
-    json!({"phase": "Pending",
-        "containerStatuses": [{"name": "workflow", "image": IMAGE, "imageID": "",
-            "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": "ImagePullBackOff",
-                "message": format!("Back-off pulling image \"{IMAGE}\"")}}}]})
+    pods::image_pull_error(IMAGE)
 }
 
 fn restarting() -> Value {
-    json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
-        "containerStatuses": [{"name": "workflow", "image": IMAGE, "imageID": "",
-            "ready": false, "restartCount": 1,
-            "state": {"waiting": {"reason": "ContainerCreating"}},
-            "lastState": {"terminated": {"exitCode": 137, "reason": "Error"}}}]})
+    pods::restarting(IMAGE, 137)
 }
 
 fn killed() -> Value {
-    json!({"phase": "Failed",
-        "containerStatuses": [{"name": "workflow", "image": IMAGE, "imageID": "",
-            "ready": false, "restartCount": 0,
-            "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]})
+    pods::failed(IMAGE, 137)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +251,7 @@ async fn a_finished_block_is_never_changed_and_a_succeeded_pod_finishes_its_depl
         let finished = l
             .wait(&state_path, "FINISHED", |v| v["status"] == "FINISHED")
             .await?;
-        l.workflow_pod(&pb_id, json!({"phase": "Succeeded"}))?;
+        l.workflow_pod(&pb_id, pods::succeeded())?;
         l.wait(
             &format!("/deploy/{deploy_id}/state"),
             "workload FINISHED",
@@ -294,14 +281,7 @@ async fn a_crash_loop_fails_the_block_with_the_last_exit_code() -> Result<()> {
     let result = async {
         let pb_id = l.block().await?;
         let deploy_id = format!("{pb_id}-workflow");
-        l.workflow_pod(
-            &pb_id,
-            json!({"phase": "Running",
-                "containerStatuses": [{"name": "workflow", "image": IMAGE, "imageID": "",
-                    "ready": false, "restartCount": 3,
-                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}),
-        )?;
+        l.workflow_pod(&pb_id, pods::crash_loop(IMAGE, 3, 1))?;
         let st = l
             .wait(&format!("/pb/{pb_id}/state"), "FAILED", |v| {
                 v["status"] == "FAILED"

@@ -42,6 +42,7 @@
 mod apply;
 mod handlers;
 mod meta;
+pub mod pods;
 mod resources;
 mod routes;
 mod selectors;
