@@ -49,7 +49,7 @@ async fn bad_entries_get_clear_states_and_never_reach_helm_outside_the_values_fi
         ("bad_id".into(), helm("bad_id", json!({"chart": "stable/dask"})), Expect::State("FAILED", "invalid deployment ID")),
         ("conflict".into(), helm("conflict", json!({"chart": "stable/dask", "values": {"worker": 1, "worker.replicas": 2}})), Expect::State("FAILED", "needs a map where an earlier key already set a number")),
         ("huge-index".into(), helm("huge-index", json!({"chart": "stable/dask", "values": {"a[99999]": 1}})), Expect::State("FAILED", "maximum supported index")),
-        ("proc".into(), json!({"deploy_id": "proc", "type": "process-direct", "args": {"args": ["rm", "-rf", "/"], "shell": true}}).to_string(), Expect::State("PENDING", "not handled")),
+        ("proc".into(), json!({"deploy_id": "proc", "type": "process-direct", "args": {"args": ["rm", "-rf", "/"], "shell": true}}).to_string(), Expect::State("FAILED", "starts no processes of its own")),
         // Accepted: hostile text is data in the values file, nothing more.
         ("tricky-value".into(), helm("tricky-value", json!({"chart": "stable/dask", "values": {"scheduler.serviceType": tricky}})),
             Expect::Installed(json!({"scheduler": {"serviceType": tricky}}))),

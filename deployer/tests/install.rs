@@ -279,7 +279,7 @@ async fn a_changed_workflow_release_is_replaced_not_upgraded() -> Result<()> {
 }
 
 #[tokio::test]
-async fn other_deployment_types_are_left_alone_with_a_message() -> Result<()> {
+async fn process_direct_and_unusable_kubernetes_direct_entries_fail_with_a_message() -> Result<()> {
     let h = Harness::start().await?;
     let d = h.deployer(&[])?;
     let result = async {
@@ -287,9 +287,13 @@ async fn other_deployment_types_are_left_alone_with_a_message() -> Result<()> {
         let kube = json!({"deploy_id": "kube", "type": "kubernetes-direct", "args": {"apiVersion": "v1", "kind": "ConfigMap"}});
         h.deploy("proc", &proc.to_string()).await?;
         h.deploy("kube", &kube.to_string()).await?;
-        for id in ["proc", "kube"] {
-            let st = h.wait_status(id, "PENDING", LIMIT).await?;
-            ensure!(st.message.unwrap_or_default().contains("not handled by the Helm deployer"));
+        for (id, why) in [
+            ("proc", "starts no processes of its own"),
+            ("kube", "kubernetes-direct manifest refused"),
+        ] {
+            let st = h.wait_status(id, "FAILED", LIMIT).await?;
+            let message = st.message.unwrap_or_default();
+            ensure!(message.contains(why), "{id}: {message}");
         }
         ensure!(h.calls().iter().all(|c| !c.argv.iter().any(|a| a == "proc" || a == "kube")));
         Ok(())

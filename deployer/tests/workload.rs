@@ -11,7 +11,7 @@ use common::*;
 use sdp_testing::kube::{KubeApi, pods};
 use serde_json::{Value, json};
 
-const LIMIT: Duration = Duration::from_secs(30);
+const LIMIT: Duration = Duration::from_secs(60);
 
 /// The release the seed's workflow deployment maps to.
 fn release() -> String {

@@ -125,9 +125,10 @@ impl Dirty {
     /// Mark `releases`.
     pub(crate) fn mark<I: IntoIterator<Item = String>>(&self, releases: I) {
         let mut set = self.set.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = set.len();
         set.extend(releases);
-        if set.len() > before {
+        // Always wake the writer when something is marked, even if it was marked before:
+        // the writer may have looked and put the marks back (nothing listed yet).
+        if !set.is_empty() {
             self.notify.notify_one();
         }
     }

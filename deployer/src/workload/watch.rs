@@ -131,11 +131,11 @@ pub(crate) async fn follow(
                 .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
             changed
         };
-        if changed.is_empty() {
-            if listing_done {
-                dirty.poke();
-            }
-        } else {
+        if listing_done {
+            // What was marked before the listing can be written now.
+            dirty.poke();
+        }
+        if !changed.is_empty() {
             dirty.mark(changed);
         }
     }
