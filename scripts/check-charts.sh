@@ -240,6 +240,32 @@ workflow_config_secret() {
         structure config-secret "$tmp/plain.yaml" "$tmp/secret.yaml" sdp-etcd-client
 }
 
+# What the controller is told to hand on to workflows (issue 11, item 9): the prefix and,
+# with auth or TLS, the name of the Secret in the target namespace; never a Secret without
+# either. Its etcd host names the release namespace, so that it resolves from the target
+# namespace too.
+spc_workflow_settings() {
+    spc >"$tmp/spc.yaml" &&
+        structure controller-env "$tmp/spc.yaml" SDP_CONFIG_HOST=sdp-etcd.ska SDP_CONFIG_PORT=2379 \
+            SDP_WORKFLOW_CONFIG_SECRET= SDP_CONFIG_PREFIX= SDP_CONFIG_PROTOCOL= &&
+        spc -f "$tmp/all-options.yaml" >"$tmp/all.yaml" &&
+        structure controller-env "$tmp/all.yaml" SDP_CONFIG_PREFIX=/tenant1 SDP_CONFIG_PROTOCOL=https \
+            SDP_WORKFLOW_CONFIG_SECRET=sdp-etcd-client SDP_WORKFLOW_CONFIG_HOST=etcd.example:2379 &&
+        spc --set etcd.tls.enabled=true,etcd.tls.existingSecret=t >"$tmp/tls.yaml" &&
+        structure controller-env "$tmp/tls.yaml" SDP_WORKFLOW_CONFIG_SECRET=sdp-etcd-client
+}
+# The values the controller writes for a workflow of a prefixed, TLS and auth system
+# (controller/src/template.rs), as the deployer hands them to helm (--set).
+workflow_controller_values() {
+    render wf charts/workflow --set wf_image=sdp/workflow-testdask:0.1.0,pb_id=realtime-20191121-0000 \
+        --set config_secret=sdp-etcd-client --set env.SDP_CONFIG_HOST=sdp-etcd.ska \
+        --set env.SDP_CONFIG_PORT=2479 --set env.SDP_CONFIG_PREFIX=/tenant1 \
+        --set env.SDP_CONFIG_PROTOCOL=https --set env.SDP_HELM_NAMESPACE=ska-sdp &&
+        structure workflow-env "$tmp/out.yaml" sdp-etcd-client SDP_CONFIG_HOST=sdp-etcd.ska \
+            SDP_CONFIG_PORT=2479 SDP_CONFIG_PREFIX=/tenant1 SDP_CONFIG_PROTOCOL=https \
+            SDP_CONFIG_CERT=/etc/sdp-config/ca.crt SDP_HELM_NAMESPACE=ska-sdp
+}
+
 # free_ports <n>: n distinct free loopback ports, below Linux's ephemeral range so that no
 # outgoing connection takes one before it is used.
 free_ports() {
@@ -330,6 +356,10 @@ check "sdp-processing-control: files/etcd-auth.sh turns auth on in a real etcd, 
 check "sdp-processing-control: README's backup CronJob example validates and is hardened" readme_backup_example
 check "workflow: config_secret adds only the secret-backed env, the CA mount and SDP_CONFIG_CERT" \
     workflow_config_secret
+check "workflow: the controller's values for a prefixed TLS+auth system render port, protocol, prefix, Secret" \
+    workflow_controller_values
+check "sdp-processing-control: the controller gets the prefix, the workflows' Secret (auth/TLS only), a namespaced host" \
+    spc_workflow_settings
 
 # compose_yaml <files…>: `docker-compose config` of these files, for Python to read.
 compose_config() {

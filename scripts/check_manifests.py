@@ -316,6 +316,39 @@ def check_config_secret(plain_path, with_path, secret):
            + yaml.safe_dump(plain) + "---\n" + yaml.safe_dump(pod))
 
 
+def check_controller_env(path, *pairs):
+    """The controller's container has exactly these plain env values (NAME=value), and
+    no variable for each NAME= given with an empty value."""
+    deployments = [d for d in of_kind(load(path), "Deployment")
+                   if d["metadata"]["name"].endswith("-controller")]
+    ensure(len(deployments) == 1, f"expected one controller Deployment, found {len(deployments)}")
+    _, spec = pod_template(deployments[0])
+    c = spec["containers"][0]
+    names = [e["name"] for e in c.get("env") or []]
+    for pair in pairs:
+        name, value = pair.split("=", 1)
+        if value:
+            ensure(env_value(c, name) == value,
+                   f"the controller's {name} is {env_value(c, name)!r}, not {value!r}")
+        else:
+            ensure(name not in names, f"the controller has {name}")
+
+
+def check_workflow_env(path, secret, *pairs):
+    """The workflow pod has these plain env values (NAME=value), and with a secret
+    SDP_CONFIG_USERNAME/PASSWORD from it: credentials never as plain values."""
+    c = workflow_pod(path)["spec"]["containers"][0]
+    for pair in pairs:
+        name, value = pair.split("=", 1)
+        ensure(env_value(c, name) == value,
+               f"the workflow's {name} is {env_value(c, name)!r}, not {value!r}")
+    for e in c.get("env") or []:
+        if e["name"] in ("SDP_CONFIG_USERNAME", "SDP_CONFIG_PASSWORD"):
+            ref = (e.get("valueFrom") or {}).get("secretKeyRef") or {}
+            ensure("value" not in e and ref.get("name") == secret,
+                   f"{e['name']} is not taken from Secret {secret}: {e}")
+
+
 def check_registry(path, original, registry=""):
     """The registry ConfigMap is the bundled file (byte for byte when no registry is set),
     or the same document with every repository path replaced by the registry."""
@@ -434,6 +467,8 @@ CHECKS = {
     "namespace-kept": check_namespace_kept,
     "etcd-cluster": check_etcd_cluster,
     "config-secret": check_config_secret,
+    "controller-env": check_controller_env,
+    "workflow-env": check_workflow_env,
     "registry": check_registry,
     "network-policy": check_network_policy,
     "service-monitor": check_service_monitor,
