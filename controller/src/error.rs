@@ -40,4 +40,12 @@ pub enum Error {
         /// Why it is refused.
         reason: String,
     },
+    /// A setting has a value the controller cannot use.
+    #[error("invalid {name}: {reason}")]
+    InvalidSetting {
+        /// The setting's environment variable.
+        name: &'static str,
+        /// Why it is refused.
+        reason: String,
+    },
 }

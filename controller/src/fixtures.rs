@@ -41,6 +41,10 @@ pub(crate) fn put(view: &mut View, part: Part, path: &str, value: &str, rev: i64
 pub(crate) fn deploy_context(config_host: &str) -> DeployContext {
     DeployContext {
         config_host: config_host.into(),
+        config_port: 2379,
+        config_protocol: sdp_config::Protocol::Http,
+        config_prefix: String::new(),
+        config_secret: None,
         namespace: "sdp".into(),
         owner_grace: std::time::Duration::from_secs(120),
     }

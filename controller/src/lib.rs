@@ -58,6 +58,21 @@ const ETCD_RETRY: Retry = Retry {
     max: Duration::from_secs(30),
 };
 
+/// Says once, at start, when the controller itself needs credentials or a CA for etcd
+/// but has no Secret to hand workflows: they would start and fail to connect.
+fn warn_if_workflows_lack_credentials(settings: &Settings, deploy: &DeployContext) {
+    let connection = &settings.daemon.connection;
+    if deploy.config_secret.is_none()
+        && (connection.username.is_some() || connection.cert.is_some())
+    {
+        tracing::warn!(
+            "the controller authenticates to etcd or verifies it with a CA, but \
+             SDP_WORKFLOW_CONFIG_SECRET is not set: workflows get no credentials or CA \
+             (they are never copied into their deployments)"
+        );
+    }
+}
+
 /// Run the controller until `shutdown` fires, then finish in-flight work (within the
 /// grace period) and resign leadership.
 ///
@@ -66,6 +81,7 @@ const ETCD_RETRY: Retry = Retry {
 /// `SDP_HTTP_ADDR`, or connection settings etcd can never accept. An unreachable etcd
 /// is waited for; bad input is reported in the blocks' states.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> {
+    settings.check()?;
     let source = Source::from_url(&settings.workflows_url)?;
     let mut registry = Registry::with_prefix("sdp_controller");
     let metrics = Metrics::new(&mut registry);
@@ -91,11 +107,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<()> 
         endpoint = db.endpoint(),
         "connected to the configuration database"
     );
-    let deploy = DeployContext {
-        config_host: settings.config_host_for_workflows().to_string(),
-        namespace: settings.helm_namespace.clone(),
-        owner_grace: settings.owner_grace,
-    };
+    let deploy = DeployContext::from_settings(&settings);
+    warn_if_workflows_lack_credentials(&settings, &deploy);
     let lanes = [LaneSpec {
         name: "reconcile",
         concurrency: settings.controller_workers.max(1),

@@ -28,6 +28,19 @@ pub struct Settings {
     #[arg(long, env = "SDP_WORKFLOW_CONFIG_HOST")]
     pub workflow_config_host: Option<String>,
 
+    /// Configuration database port passed to workflows (`env.SDP_CONFIG_PORT`, left out
+    /// when 2379); by default the controller's own `SDP_CONFIG_PORT`. The controller's
+    /// `SDP_CONFIG_PROTOCOL` and `SDP_CONFIG_PREFIX` are passed on the same way.
+    #[arg(long, env = "SDP_WORKFLOW_CONFIG_PORT")]
+    pub workflow_config_port: Option<u16>,
+
+    /// Name of a Secret in the workflows' namespace holding their etcd credentials and
+    /// CA (keys `username`, `password`, `ca.crt`, each optional), passed to workflows as
+    /// `config_secret`. Only the name goes into the configuration database, never the
+    /// controller's own `SDP_CONFIG_USERNAME`/`PASSWORD`/`CERT`. Empty: none.
+    #[arg(long, env = "SDP_WORKFLOW_CONFIG_SECRET", value_parser = secret_name)]
+    pub workflow_config_secret: Option<String>,
+
     /// Where the workflow registry file is: a path, `file://…` or `http(s)://…`.
     /// Empty: only `/workflow/…` keys define workflows.
     #[arg(long, env = "SDP_WORKFLOWS_URL", default_value = "")]
@@ -72,6 +85,8 @@ impl Settings {
             daemon: DaemonSettings::new(connection),
             helm_namespace: "sdp".into(),
             workflow_config_host: None,
+            workflow_config_port: None,
+            workflow_config_secret: None,
             workflows_url: String::new(),
             workflows_refresh: Duration::from_secs(300),
             http_addr: "0.0.0.0:8080".into(),
@@ -89,6 +104,21 @@ impl Settings {
             .unwrap_or(&self.daemon.connection.host)
     }
 
+    /// Checks what clap checks when the settings come from the command line, for
+    /// settings built in code.
+    ///
+    /// # Errors
+    /// An invalid `SDP_WORKFLOW_CONFIG_SECRET`.
+    pub fn check(&self) -> crate::Result<()> {
+        if let Some(name) = &self.workflow_config_secret {
+            secret_name(name).map_err(|reason| crate::Error::InvalidSetting {
+                name: "SDP_WORKFLOW_CONFIG_SECRET",
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Registry reload interval (at least one second).
     pub fn workflows_refresh(&self) -> Duration {
         self.workflows_refresh.max(Duration::from_secs(1))
@@ -97,6 +127,29 @@ impl Settings {
     /// Full reconcile interval (at least one second).
     pub fn resync_interval(&self) -> Duration {
         self.resync_interval.max(Duration::from_secs(1))
+    }
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain: at most 253 lower-case letters, digits,
+/// `-` and `.`, alphanumeric at both ends), or empty for none. Checked here so that a
+/// mistyped name stops the controller at start instead of failing every workflow pod.
+fn secret_name(text: &str) -> Result<String, String> {
+    let valid = text.len() <= 253
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && text.split('.').all(|label| {
+            let b = label.as_bytes();
+            b.first().is_some_and(u8::is_ascii_alphanumeric)
+                && b.last().is_some_and(u8::is_ascii_alphanumeric)
+        });
+    if text.is_empty() || valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a Kubernetes Secret name (lower-case letters, digits, '-' and '.', \
+             alphanumeric at both ends, at most 253 characters)"
+        ))
     }
 }
 
@@ -139,5 +192,36 @@ mod tests {
         assert_eq!(s.controller_workers, 32);
         assert_eq!(s.owner_grace, Duration::from_secs(120));
         assert_eq!(s.config_host_for_workflows(), "127.0.0.1");
+        assert_eq!(s.workflow_config_port, None);
+        assert_eq!(s.workflow_config_secret, None);
+    }
+
+    #[test]
+    fn the_workflow_secret_must_be_a_kubernetes_name() {
+        let parse = |name: &str| {
+            Settings::try_parse_from([
+                "sdp-controller".to_string(),
+                format!("--workflow-config-secret={name}"),
+            ])
+            .map(|s| s.workflow_config_secret)
+        };
+        assert_eq!(
+            parse("sdp-etcd-client").unwrap().as_deref(),
+            Some("sdp-etcd-client")
+        );
+        assert_eq!(parse("a.b-1").unwrap().as_deref(), Some("a.b-1"));
+        assert_eq!(parse("").unwrap().as_deref(), Some(""));
+        for bad in [
+            "Sdp",
+            "sdp_etcd",
+            "-sdp",
+            "sdp-",
+            "a..b",
+            "a b",
+            &"a".repeat(254),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains("not a Kubernetes Secret name"), "{bad}: {err}");
+        }
     }
 }

@@ -15,7 +15,11 @@ use serde_json::json;
 async fn a_block_written_like_python_sdpcfg_gets_the_original_deployment_byte_for_byte()
 -> TestResult {
     let env = Env::start().await;
-    let _c = env.controller();
+    // The system of the seed: etcd on the default port as far as workflows know. (This
+    // test's etcd listens on a free port, which the controller would otherwise hand on.)
+    let mut settings = env.settings();
+    settings.workflow_config_port = Some(2379);
+    let _c = InProcess::start(settings);
     let id = "realtime-20191121-0000";
     env.put(
         &format!("/pb/{id}"),
@@ -626,6 +630,7 @@ async fn a_hand_written_workflow_deployment_is_adopted_only_when_it_is_the_block
         "type": "helm",
         "args": {"chart": "workflow", "values": {
             "env.SDP_CONFIG_HOST": "127.0.0.1",
+            "env.SDP_CONFIG_PORT": env.etcd.port().to_string(),
             "env.SDP_HELM_NAMESPACE": "sdp",
             "pb_id": same,
             "wf_image": format!("{NEXUS}/workflow-testdask:0.1.0")}}
@@ -737,5 +742,132 @@ async fn blocks_in_a_dependency_cycle_fail_once_with_a_reason_naming_the_cycle()
             "{id} rewritten"
         );
     }
+    Ok(())
+}
+
+/// Issue 11, item 9: a workflow of a system with a prefix, a non-default port, TLS and
+/// authentication must be told all of it, credentials and CA only as a Secret's name.
+/// Before, its deployment carried the host and the namespace only, so the workflow
+/// would look for its block at 127.0.0.1:2379 outside /tenant1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_of_a_prefixed_tls_and_auth_system_is_told_everything_but_the_secrets()
+-> TestResult {
+    let password = "pw-never-in-etcd";
+    let etcd = sdp_testing::EtcdServer::start_with(sdp_testing::EtcdOptions {
+        tls: true,
+        auth: Some(("sdp".into(), password.into())),
+        ..Default::default()
+    })?;
+    let db = sdp_config::Config::connect(&etcd.connection().with_prefix("/tenant1")).await?;
+    let dir = tempfile::tempdir()?;
+    let registry = dir.path().join("workflows.json");
+    std::fs::write(&registry, registry_json(NEXUS, &[]))?;
+    // The real binary, configured through the environment as the system chart does.
+    let controller = Binary::start(
+        &etcd,
+        &registry,
+        dir.path().join("controller.log"),
+        &[
+            ("SDP_CONFIG_PREFIX", "/tenant1"),
+            ("SDP_WORKFLOW_CONFIG_SECRET", "sdp-etcd-client"),
+            ("SDP_WORKFLOW_CONFIG_HOST", "sdp-etcd.sdp"),
+        ],
+    );
+    let id = "realtime-20261208-0000";
+    put(
+        &db,
+        &format!("/pb/{id}"),
+        &sdpcfg_block(id, "realtime", "testdask"),
+    )
+    .await;
+    let path = format!("/deploy/{id}-workflow");
+    let deployment = wait_for(&path, || get(&db, &path)).await;
+    let expected = to_python_string(&json!({
+        "deploy_id": format!("{id}-workflow"),
+        "type": "helm",
+        "args": {"chart": "workflow", "values": {
+            "config_secret": "sdp-etcd-client",
+            "env.SDP_CONFIG_HOST": "sdp-etcd.sdp",
+            "env.SDP_CONFIG_PORT": etcd.port().to_string(),
+            "env.SDP_CONFIG_PREFIX": "/tenant1",
+            "env.SDP_CONFIG_PROTOCOL": "https",
+            "env.SDP_HELM_NAMESPACE": "sdp",
+            "pb_id": id,
+            "wf_image": format!("{NEXUS}/workflow-testdask:0.1.0")}}
+    }));
+    assert_eq!(deployment, expected, "{}", controller.log_text());
+    // Nothing of the controller's own credentials or CA file anywhere under the prefix.
+    let all = [keys(&db, "/pb").await, keys(&db, "/deploy").await].concat();
+    assert!(all.contains(&path), "{all:?}");
+    for key in all {
+        let value = get(&db, &key).await.unwrap_or_default();
+        for secret in [
+            password,
+            "SDP_CONFIG_PASSWORD",
+            "SDP_CONFIG_USERNAME",
+            "SDP_CONFIG_CERT",
+        ] {
+            assert!(!value.contains(secret), "{key} holds {secret}: {value}");
+        }
+    }
+    // And nothing outside it: the unprefixed tree is another system's.
+    let plain = sdp_config::Config::connect(&etcd.connection()).await?;
+    assert_eq!(keys(&plain, "/deploy").await, Vec::<String>::new());
+    assert!(
+        !controller.log_text().contains(password),
+        "{}",
+        controller.log_text()
+    );
+    Ok(())
+}
+
+/// The same controller without a Secret to hand on warns that workflows get no
+/// credentials, instead of copying its own into their deployments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_with_credentials_but_no_workflow_secret_warns_and_copies_nothing()
+-> TestResult {
+    let password = "pw-never-in-etcd";
+    let etcd = sdp_testing::EtcdServer::start_with(sdp_testing::EtcdOptions {
+        auth: Some(("sdp".into(), password.into())),
+        ..Default::default()
+    })?;
+    let db = sdp_config::Config::connect(&etcd.connection()).await?;
+    let dir = tempfile::tempdir()?;
+    let registry = dir.path().join("workflows.json");
+    std::fs::write(&registry, registry_json(NEXUS, &[]))?;
+    let controller = Binary::start(&etcd, &registry, dir.path().join("controller.log"), &[]);
+    let id = "realtime-20261208-0001";
+    put(
+        &db,
+        &format!("/pb/{id}"),
+        &sdpcfg_block(id, "realtime", "testdask"),
+    )
+    .await;
+    let path = format!("/deploy/{id}-workflow");
+    let deployment = wait_for(&path, || get(&db, &path)).await;
+    let values: serde_json::Value = serde_json::from_str(&deployment)?;
+    let keys: Vec<&String> = values["args"]["values"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "env.SDP_CONFIG_HOST",
+            "env.SDP_CONFIG_PORT",
+            "env.SDP_HELM_NAMESPACE",
+            "pb_id",
+            "wf_image"
+        ]
+    );
+    assert!(!deployment.contains(password), "{deployment}");
+    assert!(
+        controller
+            .log_text()
+            .contains("SDP_WORKFLOW_CONFIG_SECRET is not set"),
+        "{}",
+        controller.log_text()
+    );
     Ok(())
 }
