@@ -40,23 +40,30 @@ pub fn testdask_block(pb_id: &str) -> Result<String> {
     )
 }
 
-/// `/deploy/<pb_id>-workflow` as the processing controller writes it.
+/// `/deploy/<pb_id>-workflow` as the processing controller writes it: the seed's, with
+/// `env.SDP_CONFIG_PORT` after the host when the port is not the default 2379.
 ///
 /// # Errors
 /// The fixture cannot be read.
 pub fn workflow_deployment(
     pb_id: &str,
     config_host: &str,
+    config_port: u16,
     namespace: &str,
     image: &str,
 ) -> Result<String> {
+    let port = if config_port == 2379 {
+        String::new()
+    } else {
+        format!(",\n      \"env.SDP_CONFIG_PORT\": \"{config_port}\"")
+    };
     substitute(
         fixture("seed_workflow_deployment.json")?,
         &[
             (SEED_PB_ID, pb_id),
             (
                 "\"env.SDP_CONFIG_HOST\": \"127.0.0.1\"",
-                &format!("\"env.SDP_CONFIG_HOST\": \"{config_host}\""),
+                &format!("\"env.SDP_CONFIG_HOST\": \"{config_host}\"{port}"),
             ),
             (
                 "\"env.SDP_HELM_NAMESPACE\": \"sdp\"",
@@ -91,12 +98,18 @@ mod tests {
         let text = workflow_deployment(
             "realtime-20260101-0003",
             "10.0.0.1",
+            2379,
             "test-sdp",
             "sdp/workflow-testdask:0.1.0",
         )?;
         assert_eq!(
             text,
             "{\n  \"args\": {\n    \"chart\": \"workflow\",\n    \"values\": {\n      \"env.SDP_CONFIG_HOST\": \"10.0.0.1\",\n      \"env.SDP_HELM_NAMESPACE\": \"test-sdp\",\n      \"pb_id\": \"realtime-20260101-0003\",\n      \"wf_image\": \"sdp/workflow-testdask:0.1.0\"\n    }\n  },\n  \"deploy_id\": \"realtime-20260101-0003-workflow\",\n  \"type\": \"helm\"\n}"
+        );
+        let text = workflow_deployment("x-1", "10.0.0.1", 32379, "ns", "i")?;
+        assert!(
+            text.contains("\"env.SDP_CONFIG_HOST\": \"10.0.0.1\",\n      \"env.SDP_CONFIG_PORT\": \"32379\",\n      \"env.SDP_HELM_NAMESPACE\": \"ns\","),
+            "{text}"
         );
         assert!(dask_deployment("x-1")?.contains("\"deploy_id\": \"x-1-dask\""));
         assert!(testdask_block("x-1")?.contains("\"pb_id\": \"x-1\""));

@@ -24,6 +24,9 @@ use crate::wait::{Outcome, eventually};
 pub async fn check_workflow(system: &System, pb_id: &str, config_host: &str) -> Result<()> {
     let release = format!("{pb_id}-workflow");
     let ns = system.namespace();
+    // The controller hands on the port of this system's etcd (never 2379 here); the
+    // deployer passes it as `--set` would, a number, and the chart quotes it again.
+    let port = system.etcd.port();
     let pod = match system.target() {
         Target::Render => {
             let docs = rendered(system, &release)?;
@@ -36,7 +39,8 @@ pub async fn check_workflow(system: &System, pb_id: &str, config_host: &str) -> 
         }
         Target::FakeHelm | Target::StandIn { .. } => {
             let values = json!({
-                "env": {"SDP_CONFIG_HOST": config_host, "SDP_HELM_NAMESPACE": ns},
+                "env": {"SDP_CONFIG_HOST": config_host, "SDP_CONFIG_PORT": port,
+                    "SDP_HELM_NAMESPACE": ns},
                 "pb_id": pb_id,
                 "wf_image": TESTDASK_IMAGE,
             });
@@ -91,6 +95,7 @@ pub async fn check_workflow(system: &System, pb_id: &str, config_host: &str) -> 
     let env = manifest::env_pairs(container);
     let wanted = [
         ("SDP_CONFIG_HOST".to_string(), config_host.to_string()),
+        ("SDP_CONFIG_PORT".to_string(), port.to_string()),
         ("SDP_HELM_NAMESPACE".to_string(), ns.to_string()),
     ];
     ensure!(

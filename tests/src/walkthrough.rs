@@ -65,6 +65,7 @@ pub async fn run(system: &System, expect: &Expect) -> Result<String> {
     let wanted = expected::workflow_deployment(
         &pb_id,
         &expect.config_host,
+        system.etcd.port(),
         system.namespace(),
         TESTDASK_IMAGE,
     )?;

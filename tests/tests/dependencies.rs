@@ -106,8 +106,13 @@ async fn a_block_waits_for_its_dependency_and_starts_when_it_finished() -> Resul
         let deployment = system
             .wait_value(&format!("/deploy/{b}-workflow"), STEP, |_| true)
             .await?;
-        let wanted =
-            expected::workflow_deployment(b, "127.0.0.1", system.namespace(), TESTSTATE_IMAGE)?;
+        let wanted = expected::workflow_deployment(
+            b,
+            "127.0.0.1",
+            system.etcd.port(),
+            system.namespace(),
+            TESTSTATE_IMAGE,
+        )?;
         ensure!(
             deployment == wanted,
             "/deploy/{b}-workflow is\n{deployment}\nnot\n{wanted}"
