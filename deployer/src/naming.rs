@@ -257,7 +257,11 @@ mod tests {
             let b = v.as_bytes();
             assert!(b.len() <= 63, "{v}");
             assert!(b[0].is_ascii_alphanumeric() && b[b.len() - 1].is_ascii_alphanumeric());
-            assert!(v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)), "{v}");
+            assert!(
+                v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+                "{v}"
+            );
         }
         assert!(values[0].starts_with("tenant1."));
         assert_eq!(values[0], values[1], "a trailing slash is the same prefix");
@@ -276,12 +280,19 @@ mod tests {
         let label = prefix_label("/t").unwrap_or_default();
         assert_eq!(
             t.selector(DbFilter::Is("ab")),
-            format!("sdp.skao.int/managed-by=sdp-deployer,sdp.skao.int/config-prefix={label},sdp.skao.int/config-db=ab")
+            format!(
+                "sdp.skao.int/managed-by=sdp-deployer,sdp.skao.int/config-prefix={label},sdp.skao.int/config-db=ab"
+            )
         );
-        assert!(t.selector(DbFilter::Unlabelled).ends_with(",!sdp.skao.int/config-db"));
+        assert!(
+            t.selector(DbFilter::Unlabelled)
+                .ends_with(",!sdp.skao.int/config-db")
+        );
         assert_eq!(
             t.labels_arg("d", "d", "ab"),
-            format!("sdp.skao.int/managed-by=sdp-deployer,sdp.skao.int/deploy-id=d,sdp.skao.int/config-prefix={label},sdp.skao.int/config-db=ab")
+            format!(
+                "sdp.skao.int/managed-by=sdp-deployer,sdp.skao.int/deploy-id=d,sdp.skao.int/config-prefix={label},sdp.skao.int/config-db=ab"
+            )
         );
     }
 

@@ -126,7 +126,14 @@ impl Reconciler {
             return end;
         }
         if let Some(end) = self
-            .guard_round(release, lane, entry, desired.as_ref(), state.as_ref(), memory)
+            .guard_round(
+                release,
+                lane,
+                entry,
+                desired.as_ref(),
+                state.as_ref(),
+                memory,
+            )
             .await
         {
             return end;

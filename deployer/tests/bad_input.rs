@@ -191,11 +191,15 @@ async fn bad_entries_get_clear_states_and_never_reach_helm_outside_the_values_fi
                     .is_some_and(|n| n.parse::<u64>().is_ok())
                 || arg.parse::<u64>().is_ok()
                 || arg
-                    .strip_prefix("sdp.skao.int/managed-by=sdp-deployer,!sdp.skao.int/config-prefix")
+                    .strip_prefix(
+                        "sdp.skao.int/managed-by=sdp-deployer,!sdp.skao.int/config-prefix",
+                    )
                     .is_some_and(|rest| {
                         rest.is_empty()
                             || rest == ",!sdp.skao.int/config-db"
-                            || rest.strip_prefix(",sdp.skao.int/config-db=").is_some_and(is_db_id)
+                            || rest
+                                .strip_prefix(",sdp.skao.int/config-db=")
+                                .is_some_and(is_db_id)
                     })
                 || arg
                     .strip_prefix("sdp.skao.int/managed-by=sdp-deployer,sdp.skao.int/deploy-id=")

@@ -89,7 +89,8 @@ async fn releases_from_a_lost_database() -> Result<(Harness, Deployer)> {
     let mut first = h.deployer(&[("SDP_HELM_RESYNC", RESYNC)])?;
     let installed = async {
         for id in IDS {
-            h.deploy(id, &dask(id, json!({"worker.replicas": 1}))).await?;
+            h.deploy(id, &dask(id, json!({"worker.replicas": 1})))
+                .await?;
         }
         for id in IDS {
             h.wait_status(id, "DEPLOYED", LIMIT).await?;
@@ -164,8 +165,7 @@ async fn guard_reports_the_held_releases(h: &Harness, d: &Deployer) -> Result<()
 }
 
 #[tokio::test]
-async fn a_replaced_database_uninstalls_nothing_and_adopt_keeps_what_has_an_entry() -> Result<()>
-{
+async fn a_replaced_database_uninstalls_nothing_and_adopt_keeps_what_has_an_entry() -> Result<()> {
     let (h, d) = releases_from_a_lost_database().await?;
     let result = async {
         guard_reports_the_held_releases(&h, &d).await?;
@@ -233,7 +233,10 @@ async fn a_replaced_database_uninstalls_nothing_and_prune_removes_the_held_relea
         })
         .await?;
         let shown = sdpcfg(&h, &["guard"])?;
-        ensure!(shown.contains("Held by the deployer's guard: nothing"), "{shown}");
+        ensure!(
+            shown.contains("Held by the deployer's guard: nothing"),
+            "{shown}"
+        );
         Ok(())
     }
     .await;
@@ -249,7 +252,8 @@ async fn restoring_the_identity_lifts_the_guard_by_itself() -> Result<()> {
         h.wait_status("a", "DEPLOYED", LIMIT).await?;
         // A stand-in for a backup of the identity: taken, replaced, put back.
         let (saved, _) = h.db.database_record().await?.context("no identity")?;
-        h.db.update_database_record(|r| r.id = "0".repeat(32)).await?;
+        h.db.update_database_record(|r| r.id = "0".repeat(32))
+            .await?;
         h.delete_tree("/deploy/a").await?;
         let report = eventually(LIMIT, "a to be held", || async {
             Ok(guard_report(&h).await?.filter(|r| r.held.len() == 1))
@@ -306,7 +310,8 @@ async fn deployers_of_two_prefixes_in_one_namespace_leave_each_other_alone() -> 
                 "installed once, never touched again: {rel}"
             );
         }
-        let a_label = h.release("in-a").unwrap_or_default()["labels"]["sdp.skao.int/config-prefix"].clone();
+        let a_label =
+            h.release("in-a").unwrap_or_default()["labels"]["sdp.skao.int/config-prefix"].clone();
         ensure!(
             a_label.as_str().is_some_and(|l| l.starts_with("a.")),
             "prefix label: {a_label}"

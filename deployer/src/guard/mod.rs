@@ -147,7 +147,10 @@ impl Guard {
         s.held = c.held.clone();
         s.prune = c.prune.clone();
         s.record = Some(record);
-        released.into_iter().chain(c.prune.iter().cloned()).collect()
+        released
+            .into_iter()
+            .chain(c.prune.iter().cloned())
+            .collect()
     }
 
     /// The verdict on `release`.
@@ -197,7 +200,10 @@ impl Guard {
     ) -> Result<bool, sdp_config::Error> {
         let (known, ours) = {
             let s = self.lock();
-            (s.record.as_ref().map(|r| r.id.clone()), s.ours.contains(release))
+            (
+                s.record.as_ref().map(|r| r.id.clone()),
+                s.ours.contains(release),
+            )
         };
         let (Some(known), true) = (known, ours) else {
             return Ok(false);
@@ -219,7 +225,12 @@ impl Guard {
         Some(format!(
             "guard holds {} release(s) not made from this configuration database ({}); see `sdpcfg guard`",
             s.held.len(),
-            s.held.keys().take(5).cloned().collect::<Vec<_>>().join(", ")
+            s.held
+                .keys()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     }
 
@@ -335,7 +346,11 @@ mod tests {
         record.adopted = vec!["b".into()];
         record.pruned = vec!["c".into(), "a".into()];
         let c = classify(listing(&["a", "b", "c"], &["a"], &["c"]), &record);
-        assert_eq!(names(&c), vec!["a", "b"], "a label of this database wins over prune");
+        assert_eq!(
+            names(&c),
+            vec!["a", "b"],
+            "a label of this database wins over prune"
+        );
         assert_eq!(c.relabel, BTreeSet::from(["b".to_string()]));
         assert_eq!(c.prune, BTreeSet::from(["c".to_string()]));
         assert!(c.held.is_empty());
@@ -369,7 +384,10 @@ mod tests {
     fn a_new_identity_forgets_which_releases_were_ours() {
         let g = Guard::default();
         let first = DatabaseRecord::new(false);
-        g.update(first.clone(), &classify(listing(&["a"], &["a"], &[]), &first));
+        g.update(
+            first.clone(),
+            &classify(listing(&["a"], &["a"], &[]), &first),
+        );
         g.labelled("x");
         let second = DatabaseRecord::new(false);
         let c = classify(listing(&["a"], &[], &[]), &second);

@@ -57,7 +57,10 @@ impl Reconciler {
             }
             Verdict::Prune if lane == PREPARE => Some(Some(Next::Then(HELM))),
             Verdict::Prune => {
-                tracing::warn!(release, "uninstalling: pruned by an operator (sdpcfg guard prune)");
+                tracing::warn!(
+                    release,
+                    "uninstalling: pruned by an operator (sdpcfg guard prune)"
+                );
                 match self.effects.uninstall(release).await {
                     Ok(()) => {
                         self.effects.guard.uninstalled(release);
@@ -74,15 +77,19 @@ impl Reconciler {
     /// An adopted (or unlabelled, ours) release gets this database's label with its next
     /// helm call: a plan that would make none, or restart the workload, becomes an
     /// in-place upgrade.
-    pub(crate) fn relabel_plan(&self, release: &str, plan: Plan, t: Option<&HelmEntry<'_>>, memory: &Memory) -> Plan {
+    pub(crate) fn relabel_plan(
+        &self,
+        release: &str,
+        plan: Plan,
+        t: Option<&HelmEntry<'_>>,
+        memory: &Memory,
+    ) -> Plan {
         let Some(t) = t else { return plan };
         if !self.effects.guard.needs_relabel(release) {
             return plan;
         }
-        let deployed = t
-            .state
-            .and_then(DeploymentState::known_status)
-            == Some(DeploymentStatus::Deployed);
+        let deployed =
+            t.state.and_then(DeploymentState::known_status) == Some(DeploymentStatus::Deployed);
         match plan {
             Plan::Apply(ApplyKind::Restart, n) => Plan::Apply(ApplyKind::Upgrade, n),
             Plan::Adopt(_) => Plan::Apply(

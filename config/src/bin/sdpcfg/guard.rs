@@ -41,14 +41,20 @@ pub async fn guard(db: &Config, action: GuardAction, out: Out) -> Result<()> {
                 })
                 .await?;
             if updated.is_none() {
-                bail!("this configuration database has no identity yet (the deployer creates it when it starts leading); nothing changed");
+                bail!(
+                    "this configuration database has no identity yet (the deployer creates it when it starts leading); nothing changed"
+                );
             }
             let what = if adopt {
                 "adopted: the deployer relabels them as this database's at their next helm call and uninstalls those without a deployment entry at its next resync"
             } else {
                 "pruned: the deployer uninstalls them at its next resync"
             };
-            out.confirm(&format!("OK, {} release(s) {what}: {}", held.len(), held.join(", ")))?;
+            out.confirm(&format!(
+                "OK, {} release(s) {what}: {}",
+                held.len(),
+                held.join(", ")
+            ))?;
             Ok(())
         }
     }
@@ -82,7 +88,11 @@ async fn show(db: &Config, report: &GuardReport, out: Out) -> Result<()> {
         ))?;
         for h in &report.held {
             let entry = if h.entry { "has an entry" } else { "no entry" };
-            out.line(&format!("  {}  {entry}; {}", h.release, h.reason.describe()))?;
+            out.line(&format!(
+                "  {}  {entry}; {}",
+                h.release,
+                h.reason.describe()
+            ))?;
         }
         out.line("Keep them: restore or recreate the deployment entries you want kept, then `sdpcfg guard adopt` (held releases without an entry are then uninstalled).")?;
         out.line("Remove them: `sdpcfg guard prune`.")?;

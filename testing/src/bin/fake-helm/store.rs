@@ -83,17 +83,21 @@ pub(crate) fn parse_labels(text: &str) -> Res<Map<String, Value>> {
 /// the label) and `!k` (has not), comma-separated; the Kubernetes meanings, which helm
 /// applies to a release's labels.
 pub(crate) fn selector_matches(selector: &str, labels: &Map<String, Value>) -> bool {
-    selector.split(',').map(str::trim).filter(|s| !s.is_empty()).all(|term| {
-        if let Some(k) = term.strip_prefix('!').filter(|k| !k.contains('=')) {
-            !labels.contains_key(k.trim())
-        } else if let Some((k, v)) = term.split_once("!=") {
-            labels.get(k).and_then(Value::as_str) != Some(v)
-        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-            labels.get(k).and_then(Value::as_str) == Some(v)
-        } else {
-            labels.contains_key(term)
-        }
-    })
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .all(|term| {
+            if let Some(k) = term.strip_prefix('!').filter(|k| !k.contains('=')) {
+                !labels.contains_key(k.trim())
+            } else if let Some((k, v)) = term.split_once("!=") {
+                labels.get(k).and_then(Value::as_str) != Some(v)
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                labels.get(k).and_then(Value::as_str) == Some(v)
+            } else {
+                labels.contains_key(term)
+            }
+        })
 }
 
 /// The part of helm's `--filter` regular expressions this stand-in understands: an
