@@ -9,6 +9,7 @@
 
 pub mod backoff;
 mod client;
+pub mod database;
 mod election;
 pub mod entity;
 mod error;
@@ -22,6 +23,7 @@ mod txn;
 mod watch;
 
 pub use client::{Config, Stats};
+pub use database::DatabaseRecord;
 pub use election::{Election, Leadership};
 pub use error::{Error, Result};
 pub use lease::{DEFAULT_TTL, Lease};

@@ -46,6 +46,10 @@ pub(crate) struct Effects {
     pub(crate) hard_stop: CancellationToken,
     /// `kubernetes-direct` objects.
     pub(crate) direct: Arc<crate::direct::Direct>,
+    /// The database-identity guard (and the database label of new revisions).
+    pub(crate) guard: Arc<crate::guard::Guard>,
+    /// The configuration database (the guard reads its identity).
+    pub(crate) db: sdp_config::Config,
 }
 
 /// The metrics label of a failed helm call.
@@ -127,6 +131,7 @@ impl Effects {
                     ListQuery {
                         name: Some(release),
                         owned_only: false,
+                        ..ListQuery::default()
                     },
                     stop,
                 )
@@ -141,6 +146,7 @@ impl Effects {
                     ListQuery {
                         name: Some(release),
                         owned_only: true,
+                        ..ListQuery::default()
                     },
                     stop,
                 )
@@ -185,6 +191,7 @@ impl Effects {
             )
             .await?;
         }
+        let database = self.guard.database().unwrap_or_default();
         let req = InstallRequest {
             release: &t.spec.release,
             namespace: ns,
@@ -192,6 +199,7 @@ impl Effects {
             values: &t.spec.values,
             deploy_id: t.id,
             digest: &t.spec.digest,
+            database: &database,
         };
         let label = match kind {
             ApplyKind::Install => "install",

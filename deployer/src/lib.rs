@@ -15,6 +15,7 @@ mod effects;
 mod error;
 #[cfg(test)]
 mod fixtures;
+mod guard;
 mod helm;
 mod memory;
 mod metrics;

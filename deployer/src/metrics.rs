@@ -56,6 +56,8 @@ pub(crate) struct Metrics {
     pub pods: Gauge,
     /// Workload reports written into deployment states.
     pub workload_writes: Counter,
+    /// Releases the database-identity guard holds.
+    pub guard_releases: Gauge,
 }
 
 impl Metrics {
@@ -75,6 +77,7 @@ impl Metrics {
         let pod_watch_errors = Counter::default();
         let pods = Gauge::default();
         let workload_writes = Counter::default();
+        let guard_releases = Gauge::default();
         registry.register(
             "helm_operations",
             "Helm operations by kind and result",
@@ -127,7 +130,13 @@ impl Metrics {
             "Workload reports written into deployment states",
             workload_writes.clone(),
         );
+        registry.register(
+            "guard_releases",
+            "Releases held by the database-identity guard (made from another configuration database)",
+            guard_releases.clone(),
+        );
         Metrics {
+            guard_releases,
             operations,
             durations,
             in_flight,

@@ -13,6 +13,13 @@ pub const MANAGED_BY_LABEL: &str = "sdp.skao.int/managed-by";
 pub const MANAGED_BY_VALUE: &str = "sdp-deployer";
 /// Label naming the deployment a release belongs to.
 pub const DEPLOY_ID_LABEL: &str = "sdp.skao.int/deploy-id";
+/// Label naming the configuration prefix (`SDP_CONFIG_PREFIX`) of the deployer that
+/// installed a release; absent for the empty prefix (so releases installed before the
+/// label existed belong to the empty prefix).
+pub const CONFIG_PREFIX_LABEL: &str = "sdp.skao.int/config-prefix";
+/// Label naming the configuration database a release was installed from (its identity,
+/// see `sdp_config::database`); absent on releases installed before the guard.
+pub const CONFIG_DB_LABEL: &str = "sdp.skao.int/config-db";
 /// Start of the release description that carries the spec digest.
 pub const DESCRIPTION_PREFIX: &str = "sdp-deployer digest=";
 
@@ -83,12 +90,92 @@ pub fn deploy_id_label(deploy_id: &str, release: &str) -> String {
     }
 }
 
-/// The `--labels` argument of a release.
-pub fn labels_arg(deploy_id: &str, release: &str) -> String {
-    format!(
-        "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{DEPLOY_ID_LABEL}={}",
-        deploy_id_label(deploy_id, release)
-    )
+/// The value of [`CONFIG_PREFIX_LABEL`] for a configuration prefix; `None` for the empty
+/// prefix. Label values allow 63 characters of `[A-Za-z0-9._-]`, a prefix allows `/` and
+/// any length, so the value is a readable part (segments joined by `.`, cut to 40
+/// characters) and 16 hex digits of the SHA-256 of the prefix, which tell prefixes apart.
+pub fn prefix_label(config_prefix: &str) -> Option<String> {
+    let prefix = config_prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        return None;
+    }
+    let hash = &sha256_hex(prefix.as_bytes())[..16];
+    let mut readable: String = prefix
+        .trim_start_matches('/')
+        .chars()
+        .map(|c| match c {
+            '/' => '.',
+            c if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') => c,
+            _ => '-',
+        })
+        .collect();
+    readable.truncate(40);
+    let readable = readable.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    Some(if readable.is_empty() {
+        hash.to_string()
+    } else {
+        format!("{readable}.{hash}")
+    })
+}
+
+/// Which releases of a prefix to list, by their database label.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DbFilter<'a> {
+    /// Whatever the label.
+    #[default]
+    Any,
+    /// Labelled with this database.
+    Is(&'a str),
+    /// Without a database label.
+    Unlabelled,
+}
+
+/// Whose releases these are: this deployer's prefix, as labels and selectors.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    prefix_label: Option<String>,
+}
+
+impl Owner {
+    /// The owner for a configuration prefix (`SDP_CONFIG_PREFIX`).
+    pub fn new(config_prefix: &str) -> Self {
+        Owner {
+            prefix_label: prefix_label(config_prefix),
+        }
+    }
+
+    /// `helm list --selector` for this prefix's releases, narrowed by database label.
+    /// The empty prefix selects releases without a prefix label (`!key`), so deployers
+    /// of other prefixes never see its releases and it never sees theirs.
+    pub fn selector(&self, db: DbFilter<'_>) -> String {
+        let mut s = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},");
+        match &self.prefix_label {
+            Some(p) => s.push_str(&format!("{CONFIG_PREFIX_LABEL}={p}")),
+            None => s.push_str(&format!("!{CONFIG_PREFIX_LABEL}")),
+        }
+        match db {
+            DbFilter::Any => {}
+            DbFilter::Is(id) => s.push_str(&format!(",{CONFIG_DB_LABEL}={id}")),
+            DbFilter::Unlabelled => s.push_str(&format!(",!{CONFIG_DB_LABEL}")),
+        }
+        s
+    }
+
+    /// The `--labels` argument of a release installed from database `database` (empty:
+    /// no database label).
+    pub fn labels_arg(&self, deploy_id: &str, release: &str, database: &str) -> String {
+        let mut s = format!(
+            "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{DEPLOY_ID_LABEL}={}",
+            deploy_id_label(deploy_id, release)
+        );
+        if let Some(p) = &self.prefix_label {
+            s.push_str(&format!(",{CONFIG_PREFIX_LABEL}={p}"));
+        }
+        if !database.is_empty() {
+            s.push_str(&format!(",{CONFIG_DB_LABEL}={database}"));
+        }
+        s
+    }
 }
 
 /// Digest of what a release is made from: SHA-256 (hex) of the canonical JSON (sorted
@@ -152,8 +239,60 @@ mod tests {
         assert_eq!(deploy_id_label(&"a".repeat(64), "r"), "r");
         assert_eq!(deploy_id_label("-x", "r"), "r");
         assert_eq!(
-            labels_arg("d", "d"),
+            Owner::new("").labels_arg("d", "d", ""),
             "sdp.skao.int/managed-by=sdp-deployer,sdp.skao.int/deploy-id=d"
+        );
+    }
+
+    #[test]
+    fn prefixes_get_distinct_valid_label_values_and_the_empty_prefix_none() {
+        assert_eq!(prefix_label(""), None);
+        assert_eq!(prefix_label("/"), None);
+        let long = format!("/{}", "x".repeat(100));
+        let values: Vec<String> = ["/tenant1", "/tenant1/", "/a/b", "/a-b", "/a.b", "/_", &long]
+            .iter()
+            .filter_map(|p| prefix_label(p))
+            .collect();
+        for v in &values {
+            let b = v.as_bytes();
+            assert!(b.len() <= 63, "{v}");
+            assert!(b[0].is_ascii_alphanumeric() && b[b.len() - 1].is_ascii_alphanumeric());
+            assert!(
+                v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+                "{v}"
+            );
+        }
+        assert!(values[0].starts_with("tenant1."));
+        assert_eq!(values[0], values[1], "a trailing slash is the same prefix");
+        let distinct: std::collections::BTreeSet<&String> = values[1..].iter().collect();
+        assert_eq!(distinct.len(), values.len() - 1);
+    }
+
+    #[test]
+    fn selectors_keep_prefixes_and_databases_apart() {
+        let empty = Owner::new("");
+        assert_eq!(
+            empty.selector(DbFilter::Any),
+            "sdp.skao.int/managed-by=sdp-deployer,!sdp.skao.int/config-prefix"
+        );
+        let t = Owner::new("/t");
+        let label = prefix_label("/t").unwrap_or_default();
+        assert_eq!(
+            t.selector(DbFilter::Is("ab")),
+            format!(
+                "sdp.skao.int/managed-by=sdp-deployer,sdp.skao.int/config-prefix={label},sdp.skao.int/config-db=ab"
+            )
+        );
+        assert!(
+            t.selector(DbFilter::Unlabelled)
+                .ends_with(",!sdp.skao.int/config-db")
+        );
+        assert_eq!(
+            t.labels_arg("d", "d", "ab"),
+            format!(
+                "sdp.skao.int/managed-by=sdp-deployer,sdp.skao.int/deploy-id=d,sdp.skao.int/config-prefix={label},sdp.skao.int/config-db=ab"
+            )
         );
     }
 

@@ -125,6 +125,19 @@ impl Reconciler {
         {
             return end;
         }
+        if let Some(end) = self
+            .guard_round(
+                release,
+                lane,
+                entry,
+                desired.as_ref(),
+                state.as_ref(),
+                memory,
+            )
+            .await
+        {
+            return end;
+        }
         let orphans = snap.orphan_states();
         let plan = decide(&Situation {
             desired: desired.as_ref(),
@@ -145,6 +158,7 @@ impl Reconciler {
             }),
             _ => None,
         };
+        let plan = self.relabel_plan(release, plan, target.as_ref(), memory);
         if lane == PREPARE && plan.needs_helm() {
             let subject = target.as_ref().map(|t| (t.spec, t.state));
             if let (Some(t), Some(report)) = (
@@ -220,6 +234,7 @@ impl Reconciler {
                 tracing::info!(deploy_id = t.id, release = %t.spec.release, chart = %t.spec.chart.reference, attempt, ?kind, "applying");
                 match self.effects.apply(&t, kind).await {
                     Ok(revision) => {
+                        self.effects.guard.labelled(&t.spec.release);
                         decide::after_success(memory, t.spec, revision, Utc::now());
                         let report =
                             decide::deployed_report(t.spec, t.state, Some(kind), attempt, revision);
@@ -248,9 +263,21 @@ impl Reconciler {
                 }
             }
             Plan::Uninstall => {
+                match self
+                    .effects
+                    .guard
+                    .may_uninstall(&self.effects.db, release)
+                    .await
+                {
+                    Ok(true) => {}
+                    // Not known to be this database's: the next resync sorts it out.
+                    Ok(false) => return Some(Next::Done),
+                    Err(e) => return Some(self.db_failed(release, &e)),
+                }
                 tracing::info!(release, "uninstalling: its deployment is gone");
                 match self.effects.uninstall(release).await {
                     Ok(()) => {
+                        self.effects.guard.uninstalled(release);
                         decide::after_uninstall(memory);
                         None
                     }
@@ -261,7 +288,7 @@ impl Reconciler {
     }
 
     /// A helm call failed: let decide say what it means, report it, end or carry on.
-    async fn helm_failed(
+    pub(crate) async fn helm_failed(
         &self,
         memory: &mut Memory,
         target: Option<&HelmEntry<'_>>,

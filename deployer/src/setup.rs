@@ -50,6 +50,8 @@ pub(crate) struct Setup {
     pub(crate) workload_limits: WorkloadLimits,
     /// `kubernetes-direct` objects.
     pub(crate) direct: Arc<Direct>,
+    /// The database-identity guard.
+    pub(crate) guard: Arc<crate::guard::Guard>,
     role: AtomicU8,
 }
 
@@ -120,7 +122,11 @@ pub(crate) fn setup(
         timeout: settings.helm_timeout(),
         kill_grace: settings.helm_kill_grace,
     };
-    let cli = HelmCli::new(settings.helm.clone(), limits);
+    let cli = HelmCli::new(
+        settings.helm.clone(),
+        limits,
+        crate::naming::Owner::new(&settings.daemon.connection.prefix),
+    );
     // A list of files is merged by the client's own inference.
     let kubeconfig = settings
         .kubeconfig
@@ -173,6 +179,7 @@ pub(crate) fn setup(
                 .unwrap_or(i64::MAX),
         },
         direct,
+        guard: Arc::default(),
         role: AtomicU8::new(Role::Standby as u8),
     })
 }
@@ -182,7 +189,11 @@ impl sdp_runtime::health::Component for Setup {
     async fn readiness(&self) -> std::result::Result<String, String> {
         match self.role() {
             Role::Standby => Ok("standby".into()),
-            Role::Leading => Ok("leader".into()),
+            // Held releases do not stop the other deployments: ready, and saying why.
+            Role::Leading => Ok(match self.guard.readiness_detail() {
+                Some(detail) => format!("leader; {detail}"),
+                None => "leader".into(),
+            }),
             Role::Starting => Err("leading, still listing entries and releases".into()),
         }
     }

@@ -5,19 +5,23 @@
 //! they finish in the background (killing them would leave releases `pending-*`; their
 //! state writes fail, since they are conditional on leadership).
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use sdp_config::{Config, WatchEvent};
+use sdp_config::{Config, DatabaseRecord, WatchEvent};
 use sdp_runtime::election::Term;
 use sdp_runtime::queue::{Lane, LaneSpec, Next, Queue, Retry};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::effects::Effects;
-use crate::helm::{HelmError, ListQuery, ReleaseInfo};
+use crate::guard::{Listing, classify};
+use crate::helm::{Helm, HelmError, ListQuery, ReleaseInfo};
 use crate::memory::Memories;
+use crate::metrics::Metrics;
 use crate::metrics::OpLabels;
+use crate::naming::DbFilter;
 use crate::reconcile::{HELM, PREPARE, Reconciler};
 use crate::resync;
 use crate::setup::{Role, Setup};
@@ -29,6 +33,8 @@ use crate::workload::{Dirty, Writer};
 const PREPARE_LIMIT: usize = 32;
 /// Retry delay of a failed resync (capped by the resync interval).
 const RESYNC_RETRY: Duration = Duration::from_secs(10);
+/// Delay of the next resync while the database identity is not known yet.
+const RESYNC_SOON: Duration = Duration::from_millis(200);
 
 /// Lead until `shutdown` fires or leadership is lost.
 pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &CancellationToken) {
@@ -62,6 +68,8 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
             metrics: setup.metrics.clone(),
             hard_stop: hard_stop.clone(),
             direct: setup.direct.clone(),
+            guard: setup.guard.clone(),
+            db: db.clone(),
         },
         view: view.clone(),
         policy: setup.policy,
@@ -91,7 +99,8 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
         }
         .run(workloads_stop.clone()),
     );
-    let mut resync_task = Some(spawn_resync(setup, hard_stop.clone()));
+    setup.guard.reset();
+    let mut resync_task = Some(spawn_resync(setup, db, hard_stop.clone()));
     let mut next_resync = Instant::now();
     let (mut entries_listed, mut states_listed, mut resynced_once) = (false, false, false);
     let mut workers: JoinSet<()> = JoinSet::new();
@@ -151,22 +160,48 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
                 resync_task = None;
                 resynced_once = true;
                 next_resync = match joined {
-                    Ok((started_at, Ok(list))) => {
-                        count_resync(setup, "ok");
-                        let to_look_at = {
-                            let v = view.lock().unwrap_or_else(PoisonError::into_inner);
-                            resync::apply(list, started_at, &v, &memories)
+                    Ok((started_at, Resynced::Listed(record, listing))) => {
+                        let record = match record {
+                            Some(r) => Some(r),
+                            None if entries_listed => create_record(db, &view).await,
+                            None => None,
                         };
-                        if !to_look_at.is_empty() {
-                            tracing::info!(releases = to_look_at.len(), "resync: releases to look at");
+                        match record {
+                            Some(record) => {
+                                count_resync(setup, "ok");
+                                let (list, released) = guard_listing(setup, record, listing);
+                                let report = {
+                                    let v = view.lock().unwrap_or_else(PoisonError::into_inner);
+                                    setup.guard.report(|r| v.has_entry(r))
+                                };
+                                if let Err(e) = setup.guard.publish(db, &term.guard, report).await {
+                                    tracing::warn!(error = %e, "guard: cannot write its report at /deployer/guard");
+                                }
+                                let to_look_at = {
+                                    let v = view.lock().unwrap_or_else(PoisonError::into_inner);
+                                    resync::apply(list, started_at, &v, &memories)
+                                };
+                                if !to_look_at.is_empty() {
+                                    tracing::info!(releases = to_look_at.len(), "resync: releases to look at");
+                                }
+                                queue.add_all(to_look_at);
+                                queue.add_all(released);
+                                Instant::now() + setup.resync
+                            }
+                            // The entries are not listed yet (the record is created
+                            // knowing whether there are any), or etcd failed.
+                            None => Instant::now() + RESYNC_SOON.min(setup.resync),
                         }
-                        queue.add_all(to_look_at);
-                        Instant::now() + setup.resync
                     }
-                    Ok((_, Err(e))) => {
+                    Ok((_, Resynced::Helm(e))) => {
                         if !e.is_cancelled() {
                             tracing::warn!(error = %e, "resync: cannot list the releases; trying again soon");
                         }
+                        count_resync(setup, "error");
+                        Instant::now() + RESYNC_RETRY.min(setup.resync)
+                    }
+                    Ok((_, Resynced::Db(e))) => {
+                        tracing::warn!(error = %e, "resync: cannot read the database identity; trying again soon");
                         count_resync(setup, "error");
                         Instant::now() + RESYNC_RETRY.min(setup.resync)
                     }
@@ -177,7 +212,7 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
                 };
             }
             () = tokio::time::sleep_until(next_resync.into()), if resync_task.is_none() && started => {
-                resync_task = Some(spawn_resync(setup, hard_stop.clone()));
+                resync_task = Some(spawn_resync(setup, db, hard_stop.clone()));
             }
         }
     }
@@ -206,6 +241,42 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
     }
     hard_stop.cancel();
     while workers.join_next().await.is_some() {}
+}
+
+/// Create the database record: a database holding deployment entries is the one the
+/// unlabelled releases came from (they were installed before the guard existed).
+async fn create_record(db: &Config, view: &Mutex<View>) -> Option<DatabaseRecord> {
+    let has_entries = view
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry_count()
+        > 0;
+    match db.database_record_or_create(has_entries).await {
+        Ok(record) => {
+            tracing::info!(database = %record.id, unlabelled_are_ours = record.unlabelled_are_ours, "guard: this configuration database has an identity");
+            Some(record)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "guard: cannot create the database identity");
+            None
+        }
+    }
+}
+
+/// Let the guard sort the listing: this database's releases (for the resync) and the
+/// releases that need a look because the guard let go of them.
+fn guard_listing(
+    setup: &Setup,
+    record: DatabaseRecord,
+    listing: Listing,
+) -> (Vec<ReleaseInfo>, Vec<String>) {
+    let classified = classify(listing, &record);
+    let released = setup.guard.update(record, &classified);
+    setup
+        .metrics
+        .guard_releases
+        .set(i64::try_from(classified.held.len()).unwrap_or(i64::MAX));
+    (classified.ours, released)
 }
 
 /// The task's result; never resolves without a task.
@@ -259,15 +330,29 @@ async fn work(
         .await;
 }
 
-/// List the owned releases (refreshing the helm repositories first).
+/// What a resync task brings back.
+enum Resynced {
+    /// The database record (if there is one yet) and the listings.
+    Listed(Option<DatabaseRecord>, Listing),
+    /// helm failed.
+    Helm(HelmError),
+    /// The database record could not be read.
+    Db(sdp_config::Error),
+}
+
+/// Read the database record and list this prefix's releases (refreshing the helm
+/// repositories first): all of them, those labelled with this database, and, when
+/// those two differ, the unlabelled ones.
 fn spawn_resync(
     setup: &Setup,
+    db: &Config,
     stop: CancellationToken,
-) -> JoinHandle<(Instant, Result<Vec<ReleaseInfo>, HelmError>)> {
+) -> JoinHandle<(Instant, Resynced)> {
     let helm = setup.helm.clone();
     let ns = setup.spec.namespace.clone();
     let repos = setup.repos.clone();
     let metrics = setup.metrics.clone();
+    let db = db.clone();
     tokio::spawn(async move {
         let started = Instant::now();
         if !repos.is_empty() {
@@ -278,22 +363,62 @@ fn spawn_resync(
                 tracing::warn!(error = %e, "cannot refresh the helm repositories");
             }
         }
-        let t = Instant::now();
-        let result = helm
-            .list(
-                &ns,
-                ListQuery {
-                    name: None,
-                    owned_only: true,
-                },
-                &stop,
-            )
-            .await;
-        metrics.operation(
-            "list",
-            if result.is_ok() { "ok" } else { "error" },
-            t.elapsed(),
-        );
-        (started, result)
+        let record = match db.database_record().await {
+            Ok(r) => r.map(|(record, _)| record),
+            Err(e) => return (started, Resynced::Db(e)),
+        };
+        let list = |database| list_owned(&*helm, &ns, database, &metrics, &stop);
+        let all = match list(DbFilter::Any).await {
+            Ok(all) => all,
+            Err(e) => return (started, Resynced::Helm(e)),
+        };
+        let labelled_here = match &record {
+            Some(r) => match list(DbFilter::Is(&r.id)).await {
+                Ok(l) => names(l),
+                Err(e) => return (started, Resynced::Helm(e)),
+            },
+            None => HashSet::new(),
+        };
+        let unlabelled = if all.len() > labelled_here.len() {
+            match list(DbFilter::Unlabelled).await {
+                Ok(l) => names(l),
+                Err(e) => return (started, Resynced::Helm(e)),
+            }
+        } else {
+            HashSet::new()
+        };
+        let listing = Listing {
+            all,
+            labelled_here,
+            unlabelled,
+        };
+        (started, Resynced::Listed(record, listing))
     })
+}
+
+fn names(list: Vec<ReleaseInfo>) -> HashSet<String> {
+    list.into_iter().map(|r| r.name).collect()
+}
+
+/// `helm list` of this prefix's releases with a database filter, timed.
+async fn list_owned(
+    helm: &dyn Helm,
+    ns: &str,
+    database: DbFilter<'_>,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) -> Result<Vec<ReleaseInfo>, HelmError> {
+    let t = Instant::now();
+    let query = ListQuery {
+        name: None,
+        owned_only: true,
+        database,
+    };
+    let result = helm.list(ns, query, stop).await;
+    metrics.operation(
+        "list",
+        if result.is_ok() { "ok" } else { "error" },
+        t.elapsed(),
+    );
+    result
 }

@@ -148,6 +148,7 @@ async fn bad_entries_get_clear_states_and_never_reach_helm_outside_the_values_fi
             releases.insert(g.clone(), g.clone());
         }
         let charts = charts_dir();
+        let is_db_id = |d: &str| d.len() == 32 && d.bytes().all(|b| b.is_ascii_hexdigit());
         let allowed = |arg: &str| -> bool {
             const FLAGS: &[&str] = &[
                 "upgrade",
@@ -190,9 +191,22 @@ async fn bad_entries_get_clear_states_and_never_reach_helm_outside_the_values_fi
                     .is_some_and(|n| n.parse::<u64>().is_ok())
                 || arg.parse::<u64>().is_ok()
                 || arg
+                    .strip_prefix(
+                        "sdp.skao.int/managed-by=sdp-deployer,!sdp.skao.int/config-prefix",
+                    )
+                    .is_some_and(|rest| {
+                        rest.is_empty()
+                            || rest == ",!sdp.skao.int/config-db"
+                            || rest
+                                .strip_prefix(",sdp.skao.int/config-db=")
+                                .is_some_and(is_db_id)
+                    })
+                || arg
                     .strip_prefix("sdp.skao.int/managed-by=sdp-deployer,sdp.skao.int/deploy-id=")
-                    .is_some_and(|id| {
-                        releases.values().any(|i| i == id) || releases.contains_key(id)
+                    .and_then(|rest| rest.split_once(",sdp.skao.int/config-db="))
+                    .is_some_and(|(id, db)| {
+                        is_db_id(db)
+                            && (releases.values().any(|i| i == id) || releases.contains_key(id))
                     })
         };
         for call in h.calls() {

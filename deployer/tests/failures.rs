@@ -102,14 +102,17 @@ async fn a_release_left_pending_install_by_a_failed_helm_is_recovered() -> Resul
     with_log(result, &d)
 }
 
+/// A release this deployer installed from this database (`database`), left in `status`.
 fn stuck_release(
     name: &str,
     status: &str,
     updated: chrono::DateTime<chrono::Utc>,
+    database: &str,
 ) -> serde_json::Value {
     let t = updated.to_rfc3339();
     json!({"name": name, "namespace": NS, "revision": 2, "status": status, "chart": "dask-0.1.0",
-           "labels": {"sdp.skao.int/managed-by": "sdp-deployer", "sdp.skao.int/deploy-id": name},
+           "labels": {"sdp.skao.int/managed-by": "sdp-deployer", "sdp.skao.int/deploy-id": name,
+                      "sdp.skao.int/config-db": database},
            "values": {}, "description": "", "updated": t, "installs": 1,
            "history": [
                {"revision": 1, "status": "deployed", "description": "Install complete", "updated": t, "chart": "dask-0.1.0", "values": {}},
@@ -120,7 +123,13 @@ fn stuck_release(
 async fn a_stale_pending_upgrade_from_a_dead_helm_is_rolled_back_then_upgraded() -> Result<()> {
     let h = Harness::start().await?;
     let long_ago = chrono::Utc::now() - chrono::Duration::hours(1);
-    h.write_release(&stuck_release("old-stuck", "pending-upgrade", long_ago))?;
+    let database = h.database_id().await?;
+    h.write_release(&stuck_release(
+        "old-stuck",
+        "pending-upgrade",
+        long_ago,
+        &database,
+    ))?;
     let d = h.deployer(&[])?;
     let result = async {
         h.deploy(
@@ -146,10 +155,12 @@ async fn a_stale_pending_upgrade_from_a_dead_helm_is_rolled_back_then_upgraded()
 #[tokio::test]
 async fn a_release_busy_with_another_helm_is_waited_for_not_broken() -> Result<()> {
     let h = Harness::start().await?;
+    let database = h.database_id().await?;
     h.write_release(&stuck_release(
         "busy",
         "pending-upgrade",
         chrono::Utc::now(),
+        &database,
     ))?;
     let d = h.deployer(&[])?;
     let result = async {
@@ -166,7 +177,7 @@ async fn a_release_busy_with_another_helm_is_waited_for_not_broken() -> Result<(
             h.calls_on("rollback", "busy").is_empty() && h.calls_on("uninstall", "busy").is_empty()
         );
         // The other helm finishes.
-        let mut rel = stuck_release("busy", "deployed", chrono::Utc::now());
+        let mut rel = stuck_release("busy", "deployed", chrono::Utc::now(), &database);
         rel["history"][1]["status"] = json!("deployed");
         rel["history"][0]["status"] = json!("superseded");
         h.write_release(&rel)?;

@@ -35,9 +35,11 @@ async fn the_seed_entries_become_releases_with_the_right_names_charts_and_typed_
         assert_eq!(call.positional(), vec![DASK_ID, charts_dir().join("dask").to_str().unwrap_or("")]);
         assert_eq!(call.flag("--namespace"), Some(NS));
         assert!(call.argv.contains(&"--install".to_string()));
+        // Ownership: this deployer (empty prefix: no prefix label) and this database.
+        let (record, _) = h.db.database_record().await?.unwrap_or_default();
         assert_eq!(
             call.flag("--labels"),
-            Some(format!("sdp.skao.int/managed-by=sdp-deployer,sdp.skao.int/deploy-id={DASK_ID}").as_str())
+            Some(format!("sdp.skao.int/managed-by=sdp-deployer,sdp.skao.int/deploy-id={DASK_ID},sdp.skao.int/config-db={}", record.id).as_str())
         );
         // The values file: private, typed like helm --set, and gone afterwards.
         assert_eq!(call.values_modes, vec![0o600]);

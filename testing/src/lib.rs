@@ -273,6 +273,24 @@ impl EtcdServer {
         Ok(())
     }
 
+    /// Replaces the database with an empty one on the same ports, as an etcd pod on an
+    /// `emptyDir` comes back after a reschedule: kills etcd, deletes its data directory
+    /// and starts it again. Users and authentication are set up again when enabled.
+    ///
+    /// # Errors
+    ///
+    /// As [`EtcdServer::restart`].
+    pub fn wipe(&mut self) -> io::Result<()> {
+        self.kill();
+        remove_dir_if_exists(&self.data_dir())?;
+        self.restart()?;
+        if let Some((user, password)) = self.opts.auth.clone() {
+            self.root_password = None;
+            self.enable_auth(&user, &password)?;
+        }
+        Ok(())
+    }
+
     /// The etcd process's ID while it runs (to freeze it with SIGSTOP in a test).
     pub fn pid(&self) -> Option<u32> {
         let child = self.child.lock().unwrap_or_else(PoisonError::into_inner);

@@ -29,6 +29,7 @@ const PAGE: usize = 256;
 pub(crate) struct HelmCli {
     program: PathBuf,
     limits: Limits,
+    owner: naming::Owner,
     repos_added: Mutex<HashSet<(String, String)>>,
 }
 
@@ -138,11 +139,12 @@ pub(crate) fn parse_history(stdout: &[u8]) -> Result<Vec<Revision>, HelmError> {
 }
 
 impl HelmCli {
-    /// Use `program` with these limits.
-    pub(crate) fn new(program: PathBuf, limits: Limits) -> Self {
+    /// Use `program` with these limits, labelling releases for `owner`.
+    pub(crate) fn new(program: PathBuf, limits: Limits, owner: naming::Owner) -> Self {
         HelmCli {
             program,
             limits,
+            owner,
             repos_added: Mutex::new(HashSet::new()),
         }
     }
@@ -211,7 +213,9 @@ impl Helm for HelmCli {
         args.push(file.path().as_os_str().to_owned());
         args.extend(os(&[
             "--labels",
-            &naming::labels_arg(req.deploy_id, req.release),
+            &self
+                .owner
+                .labels_arg(req.deploy_id, req.release, req.database),
             "--description",
             &naming::description(req.digest),
             "--timeout",
@@ -287,7 +291,7 @@ impl Helm for HelmCli {
                 args.extend(os(&["--filter", &format!("^{name}$")]));
             }
             if query.owned_only {
-                args.extend(os(&["--selector", &naming::owned_selector()]));
+                args.extend(os(&["--selector", &self.owner.selector(query.database)]));
             }
             let page = parse_list(&self.call("list", &args, cancel).await?)?;
             let n = page.len();

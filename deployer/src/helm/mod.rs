@@ -107,8 +107,10 @@ pub(crate) struct Revision {
 pub(crate) struct ListQuery<'a> {
     /// Only the release with exactly this name.
     pub name: Option<&'a str>,
-    /// Only releases carrying this deployer's ownership label.
+    /// Only releases carrying this deployer's ownership labels (its prefix).
     pub owned_only: bool,
+    /// With `owned_only`: only releases with this database label.
+    pub database: crate::naming::DbFilter<'a>,
 }
 
 /// An install or upgrade.
@@ -126,6 +128,8 @@ pub(crate) struct InstallRequest<'a> {
     pub deploy_id: &'a str,
     /// Spec digest (carried in the release description).
     pub digest: &'a str,
+    /// Identity of the configuration database (the database label).
+    pub database: &'a str,
 }
 
 /// A helm call that did not succeed.

@@ -212,7 +212,10 @@ impl Helm for RenderTarget {
                 continue;
             }
             let header = read_header(&path);
-            if query.owned_only && header.is_none() {
+            // Rendered files carry no labels: every rendered release counts as made
+            // from this database (the guard has nothing to hold on this target).
+            let unlabelled_only = query.database == crate::naming::DbFilter::Unlabelled;
+            if query.owned_only && (header.is_none() || unlabelled_only) {
                 continue;
             }
             out.push(ReleaseInfo {

@@ -254,6 +254,12 @@ impl Harness {
         })
     }
 
+    /// This database's identity (created as the deployer creates it, if it has none
+    /// yet), for releases written by hand as if the deployer had installed them.
+    pub async fn database_id(&self) -> Result<String> {
+        Ok(self.db.database_record_or_create(false).await?.id)
+    }
+
     pub async fn put(&self, path: &str, value: &str) -> Result<()> {
         let (path, value) = (path.to_string(), value.to_string());
         self.db

@@ -21,6 +21,7 @@ sdpcfg [options] (get|watch) <path>
        sdpcfg [options] status [--watch] [-o json|yaml] [--status <S>] [--workflow <W>]
        sdpcfg [options] workflows [-o json|yaml]
        sdpcfg [options] retry <deploy_id>...
+       sdpcfg [options] guard [adopt|prune]
        sdpcfg --help";
 
 const COMMANDS_HELP: &str = "\
@@ -81,6 +82,14 @@ Commands (each with an example):
       transaction, only if /deploy/<deploy_id> exists (nothing is deleted when one does
       not). A processing block failed by one of them goes back to STARTING.
         sdpcfg retry realtime-20191121-0000-workflow
+  guard [adopt|prune]
+      The helm deployer's database guard: the releases it holds because they were not
+      made from this configuration database (e.g. etcd came back empty), which it
+      neither uninstalls nor upgrades. 'guard' shows them and this database's identity;
+      'guard adopt' makes them this database's (relabelled on their next helm call;
+      those without a deployment entry are then uninstalled, so restore or recreate the
+      entries you want kept first); 'guard prune' has the deployer uninstall them.
+        sdpcfg guard adopt
 
 A <value> or <parameters> of '-' is read from standard input:
         sdpcfg create /sb/sbi-001 - < sbi.json
@@ -226,9 +235,22 @@ pub enum Command {
     Workflows { format: Option<Format> },
     /// `retry <deploy_id>...`.
     Retry { ids: Vec<String> },
+    /// `guard [adopt|prune]`.
+    Guard(GuardAction),
 }
 
-const COMMAND_NAMES: [&str; 13] = [
+/// What `guard` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardAction {
+    /// Show what is held.
+    Show,
+    /// Make the held releases this database's.
+    Adopt,
+    /// Have the held releases uninstalled.
+    Prune,
+}
+
+const COMMAND_NAMES: [&str; 14] = [
     "get",
     "watch",
     "ls",
@@ -242,6 +264,7 @@ const COMMAND_NAMES: [&str; 13] = [
     "status",
     "workflows",
     "retry",
+    "guard",
 ];
 
 /// The command with its options: [`parse_words`], then the options that belong to
@@ -362,6 +385,9 @@ pub fn parse_words(words: &[String], recursive: bool) -> Result<Command, String>
         ["retry", ids @ ..] if !ids.is_empty() => Command::Retry {
             ids: ids.iter().map(s).collect(),
         },
+        ["guard"] => Command::Guard(GuardAction::Show),
+        ["guard", "adopt"] => Command::Guard(GuardAction::Adopt),
+        ["guard", "prune"] => Command::Guard(GuardAction::Prune),
         ["deploy", kind, name, parameters] => Command::Deploy {
             kind: s(kind),
             name: s(name),
@@ -395,7 +421,8 @@ impl Command {
             | Command::Deploy { .. }
             | Command::Status(_)
             | Command::Workflows { .. }
-            | Command::Retry { .. } => (None, false),
+            | Command::Retry { .. }
+            | Command::Guard(_) => (None, false),
         };
         if let Some(path) = path {
             if !path.starts_with('/') {
@@ -499,6 +526,23 @@ mod tests {
                 recursive: true,
                 watch: false
             }
+        );
+    }
+
+    #[test]
+    fn guard_takes_nothing_adopt_or_prune() {
+        assert_eq!(parse("guard").unwrap().1, Command::Guard(GuardAction::Show));
+        assert_eq!(
+            parse("guard adopt").unwrap().1,
+            Command::Guard(GuardAction::Adopt)
+        );
+        assert_eq!(
+            parse("guard prune").unwrap().1,
+            Command::Guard(GuardAction::Prune)
+        );
+        assert_eq!(
+            parse("guard keep").unwrap_err(),
+            "wrong arguments for 'guard'"
         );
     }
 

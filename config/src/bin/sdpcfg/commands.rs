@@ -96,6 +96,7 @@ pub async fn run(db: &Config, action: Action, out: Out) -> Result<()> {
         Action::Status(options) => crate::status::status(db, options).await,
         Action::Workflows { format } => crate::workflows::workflows(db, format, out).await,
         Action::Retry { ids } => retry(db, ids, out).await,
+        Action::Guard(action) => crate::guard::guard(db, action, out).await,
         Action::Deploy { path, value } => {
             // Like the Python tool, prints nothing on success.
             db.transact(move |txn| {

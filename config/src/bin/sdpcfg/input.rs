@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use sdp_config::entity::{Deployment, WorkflowRef, validate_deploy_id};
 use serde_json::{Map, Value, json};
 
-use crate::args::{Command, Format, StatusOptions, workflow_ref};
+use crate::args::{Command, Format, GuardAction, StatusOptions, workflow_ref};
 
 /// What to do, with every input resolved and validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +43,8 @@ pub enum Action {
     Workflows { format: Option<Format> },
     /// Delete these deployments' states, if every deployment exists.
     Retry { ids: Vec<String> },
+    /// Show, adopt or prune what the deployer's guard holds.
+    Guard(GuardAction),
 }
 
 /// Resolve a command's input. `stdin` is read only when an argument is `-`.
@@ -87,6 +89,7 @@ pub fn prepare(
         },
         Command::Status(options) => Action::Status(options),
         Command::Workflows { format } => Action::Workflows { format },
+        Command::Guard(action) => Action::Guard(action),
         Command::Retry { mut ids } => {
             for id in &ids {
                 validate_deploy_id(id).with_context(|| format!("cannot retry {id:?}"))?;

@@ -9,6 +9,7 @@
 mod args;
 mod commands;
 mod edit;
+mod guard;
 mod input;
 mod output;
 mod report;

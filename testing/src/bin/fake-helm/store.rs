@@ -79,17 +79,25 @@ pub(crate) fn parse_labels(text: &str) -> Res<Map<String, Value>> {
     Ok(map)
 }
 
-/// A label selector: `k=v`, `k==v`, `k!=v`, comma-separated (what the deployer uses).
+/// A label selector: `k=v`, `k==v`, `k!=v` (also true without the label), `k` (has
+/// the label) and `!k` (has not), comma-separated; the Kubernetes meanings, which helm
+/// applies to a release's labels.
 pub(crate) fn selector_matches(selector: &str, labels: &Map<String, Value>) -> bool {
-    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
-        if let Some((k, v)) = term.split_once("!=") {
-            labels.get(k).and_then(Value::as_str) != Some(v)
-        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-            labels.get(k).and_then(Value::as_str) == Some(v)
-        } else {
-            labels.contains_key(term)
-        }
-    })
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .all(|term| {
+            if let Some(k) = term.strip_prefix('!').filter(|k| !k.contains('=')) {
+                !labels.contains_key(k.trim())
+            } else if let Some((k, v)) = term.split_once("!=") {
+                labels.get(k).and_then(Value::as_str) != Some(v)
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                labels.get(k).and_then(Value::as_str) == Some(v)
+            } else {
+                labels.contains_key(term)
+            }
+        })
 }
 
 /// The part of helm's `--filter` regular expressions this stand-in understands: an
@@ -385,4 +393,29 @@ pub(crate) fn release_json(rel: &Value) -> Value {
         "config": rel["values"],
         "labels": rel["labels"],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_have_the_kubernetes_meanings() {
+        let labels = parse_labels("a=1,b=2").unwrap_or_default();
+        for (selector, expected) in [
+            ("a=1", true),
+            ("a==1,b=2", true),
+            ("a=2", false),
+            ("a!=2", true),
+            ("c!=2", true),
+            ("a", true),
+            ("c", false),
+            ("!c", true),
+            ("!a", false),
+            ("a=1,!c", true),
+            ("a=1,!b", false),
+        ] {
+            assert_eq!(selector_matches(selector, &labels), expected, "{selector}");
+        }
+    }
 }
