@@ -311,6 +311,7 @@ fn rendered_states_keep_unknown_fields_and_use_rfc3339() {
     let mut prev = state(DeploymentStatus::Deployed, "a", 1);
     prev.extra.insert("pods_ready".into(), json!(2));
     let r = Report {
+        helm_lease: None,
         status: DeploymentStatus::Upgrading,
         release: Some("d".into()),
         revision: Some(1),
@@ -372,6 +373,55 @@ fn the_entry_whose_id_is_the_release_name_owns_it_and_the_others_are_told_once()
         })
     });
     assert!(others.is_empty());
+}
+
+#[test]
+fn an_entry_holding_a_release_keeps_it_against_one_whose_id_is_the_release_name() {
+    // Regression (issue 11, item 3): `Foo` maps to `foo-1cbec737`; an entry named
+    // `foo-1cbec737` came later and took the release over.
+    let entries = vec![
+        ("Foo".to_string(), item("a")),
+        ("foo-1cbec737".to_string(), item("b")),
+    ];
+    let holds = |id: &str| {
+        (id == "Foo").then(|| DeploymentState {
+            status: Some("DEPLOYED".into()),
+            release: Some("foo-1cbec737".into()),
+            ..Default::default()
+        })
+    };
+    let (owner, others) = release_owner(&entries, "foo-1cbec737", "", holds);
+    assert_eq!(owner.map(|(id, _)| id.as_str()), Some("Foo"));
+    assert_eq!(others.len(), 1);
+    assert_eq!(others[0].0.0, "foo-1cbec737");
+    assert!(
+        others[0]
+            .1
+            .message
+            .contains("already used by deployment \"Foo\""),
+        "{}",
+        others[0].1.message
+    );
+    // Once the holder's entry is gone, the other one may have the name.
+    let rest = &entries[1..];
+    let (owner, others) = release_owner(rest, "foo-1cbec737", "", |_| None);
+    assert_eq!(owner.map(|(id, _)| id.as_str()), Some("foo-1cbec737"));
+    assert!(others.is_empty());
+}
+
+#[test]
+fn a_release_made_for_another_entry_is_started_afresh_not_upgraded() {
+    let d = spec("new", false);
+    // The state of a conflict report: no release named.
+    let st = DeploymentState {
+        status: Some("FAILED".into()),
+        ..Default::default()
+    };
+    let m = mem(owned(ReleaseStatus::Deployed, Some("other"), true));
+    assert_eq!(
+        plan(Some(&d), Some(&st), &m),
+        Plan::Apply(ApplyKind::Restart, 1)
+    );
 }
 
 #[test]
