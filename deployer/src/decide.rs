@@ -285,6 +285,7 @@ fn report_once(state: Option<&DeploymentState>, report: Report) -> Plan {
 fn refusal(state: Option<&DeploymentState>, status: DeploymentStatus, message: String) -> Report {
     Report {
         status,
+        helm_lease: None,
         release: state.and_then(|s| s.release.clone()),
         revision: state.and_then(|s| s.revision),
         digest: None,
@@ -439,9 +440,9 @@ fn decide_helm(s: &Situation<'_>, spec: &HelmSpec) -> Plan {
                         (
                             remaining.min(until_stale),
                             format!(
-                                "release is {} after a helm call of a deployer term that has ended; making sure that call is gone, then recovering it (within {} s)",
+                                "release is {} after a helm call of a deployer term that has ended; recovering it once this term is {} s old (no helm of the ended term can run by then)",
                                 o.status.as_str(),
-                                remaining.as_secs().max(1)
+                                s.policy.dead_term_wait.as_secs()
                             ),
                         )
                     }
@@ -627,6 +628,7 @@ pub(crate) fn progress_report(
 ) -> Report {
     Report {
         status,
+        helm_lease: None,
         release: Some(spec.release.clone()),
         revision: state.and_then(|s| s.revision),
         digest: Some(spec.digest.clone()),

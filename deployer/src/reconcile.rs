@@ -16,7 +16,8 @@ use sdp_runtime::queue::{Lane, Next, Queue};
 use tokio_util::sync::CancellationToken;
 
 use crate::decide::{
-    self, AfterFailure, Memory, Observation, Plan, Policy, Situation, attempts_so_far, decide,
+    self, AfterFailure, LeaseCheck, Memory, Observation, Plan, Policy, Situation, TermInfo,
+    attempts_so_far, decide,
 };
 use crate::direct::Handled;
 use crate::effects::{Effects, HelmEntry, Written};

@@ -123,6 +123,7 @@ impl ValuesDir {
     }
 
     /// The directory.
+    #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.dir
     }
