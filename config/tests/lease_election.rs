@@ -89,7 +89,10 @@ async fn revoking_a_lease_deletes_its_keys_at_once() -> Result<()> {
     assert_eq!(get(&db, "/pb/x/owner").await?, None);
     assert_eq!(get(&db, "/pb/y/owner").await?, None);
     ensure!(!db.lease_exists(id).await?, "a revoked lease is gone");
-    ensure!(!db.lease_exists(0x1234_5678).await?, "an unknown lease is gone");
+    ensure!(
+        !db.lease_exists(0x1234_5678).await?,
+        "an unknown lease is gone"
+    );
     Ok(())
 }
 

@@ -342,8 +342,8 @@ enum LeftBy {
 }
 
 /// Whose helm call left the release `pending-*`, from the lease the state records; or
-/// the plan that finds out (`Err`).
-fn left_by(s: &Situation<'_>, state: Option<&DeploymentState>) -> Result<LeftBy, Plan> {
+/// the lease to ask etcd about first (`Err`).
+fn left_by(s: &Situation<'_>, state: Option<&DeploymentState>) -> Result<LeftBy, i64> {
     if s.memory.left_pending {
         return Ok(LeftBy::Us);
     }
@@ -353,7 +353,7 @@ fn left_by(s: &Situation<'_>, state: Option<&DeploymentState>) -> Result<LeftBy,
         Some(lease) => match s.memory.lease_check {
             Some(c) if c.lease == lease && c.gone => Ok(LeftBy::EndedTerm),
             Some(c) if c.lease == lease => Ok(LeftBy::Unknown),
-            _ => Err(Plan::CheckLease(lease)),
+            _ => Err(lease),
         },
     }
 }
@@ -423,7 +423,7 @@ fn decide_helm(s: &Situation<'_>, spec: &HelmSpec) -> Plan {
             }
             let left = match left_by(s, state) {
                 Ok(left) => left,
-                Err(check) => return check,
+                Err(lease) => return Plan::CheckLease(lease),
             };
             let age = o.updated.map(|u| (s.wall - u).to_std().unwrap_or_default());
             let stale_by_age = age.is_none_or(|a| a >= s.policy.stale_after);
@@ -515,7 +515,7 @@ fn decide_helm(s: &Situation<'_>, spec: &HelmSpec) -> Plan {
         // another entry (since deleted). Start afresh: a failed or exited workload, or
         // another entry's, is created again, not adopted.
         Observation::Owned(o)
-            if !state.is_some_and(|st| st.release.as_deref() == Some(spec.release.as_str()))
+            if state.is_none_or(|st| st.release.as_deref() != Some(spec.release.as_str()))
                 && !matches!(
                     o.status,
                     ReleaseStatus::Uninstalled | ReleaseStatus::Uninstalling

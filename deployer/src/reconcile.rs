@@ -229,25 +229,22 @@ impl Reconciler {
                     }
                 }
             }
-            Plan::CheckLease(lease) => {
-                match self.effects.store.lease_exists(lease).await {
-                    Ok(exists) => {
-                        memory.lease_check = Some(LeaseCheck {
-                            lease,
-                            gone: !exists,
-                        });
-                        None
-                    }
-                    Err(e) => {
-                        tracing::warn!(release, lease, error = %e, "cannot ask etcd about a lease; retrying");
-                        Some(at(Instant::now() + DB_RETRY))
-                    }
+            Plan::CheckLease(lease) => match self.effects.store.lease_exists(lease).await {
+                Ok(exists) => {
+                    memory.lease_check = Some(LeaseCheck {
+                        lease,
+                        gone: !exists,
+                    });
+                    None
                 }
-            }
+                Err(e) => {
+                    tracing::warn!(release, lease, error = %e, "cannot ask etcd about a lease; retrying");
+                    Some(at(Instant::now() + DB_RETRY))
+                }
+            },
             Plan::Apply(kind, attempt) => {
                 let t = target?;
-                let mut report =
-                    decide::apply_report(t.spec, t.state, kind, attempt, &self.policy);
+                let mut report = decide::apply_report(t.spec, t.state, kind, attempt, &self.policy);
                 // Written before helm starts: a deployer after this one can tell a
                 // `pending-*` release left by this term's call (see `decide::left_by`).
                 report.helm_lease = Some(self.term_lease);

@@ -128,8 +128,8 @@ pub(crate) fn setup(
         .helm_values_dir
         .clone()
         .unwrap_or_else(crate::helm::values_dir::default_base);
-    let values_dir = ValuesDir::create(&values_base)
-        .map_err(|e| bad(format!("SDP_HELM_VALUES_DIR: {e}")))?;
+    let values_dir =
+        ValuesDir::create(&values_base).map_err(|e| bad(format!("SDP_HELM_VALUES_DIR: {e}")))?;
     let cli = HelmCli::new(settings.helm.clone(), limits, Arc::new(values_dir));
     // A list of files is merged by the client's own inference.
     let kubeconfig = settings

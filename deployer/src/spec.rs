@@ -171,9 +171,15 @@ mod tests {
         let Desired::Refused(why) = ctx.desired("x", &entry(1024 * 1024)) else {
             panic!("a 1 MiB value is refused")
         };
-        assert!(why.contains("SDP_MAX_VALUES_BYTES") && why.contains("1048587 bytes"), "{why}");
+        assert!(
+            why.contains("SDP_MAX_VALUES_BYTES") && why.contains("1048587 bytes"),
+            "{why}"
+        );
         ctx.max_values_bytes = 0;
-        assert!(matches!(ctx.desired("x", &entry(1024 * 1024)), Desired::Helm(_)));
+        assert!(matches!(
+            ctx.desired("x", &entry(1024 * 1024)),
+            Desired::Helm(_)
+        ));
     }
 
     #[test]

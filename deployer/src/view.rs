@@ -132,7 +132,8 @@ impl View {
         match event {
             WatchEvent::Listed { entries, .. } => {
                 let mut fresh: HashMap<String, Item> = HashMap::new();
-                self.invalid.retain(|p| Deployment::id_from_path(p).is_none());
+                self.invalid
+                    .retain(|p| Deployment::id_from_path(p).is_none());
                 for e in &entries {
                     if let Some(id) = Deployment::id_from_path(&e.path)
                         && self.usable(id, &e.path)

@@ -110,16 +110,25 @@ fn pending_releases(h: &Harness) -> BTreeSet<String> {
     h.release_names()
         .into_iter()
         .filter(|n| {
-            h.release(n)
-                .is_some_and(|r| r["status"].as_str().is_some_and(|s| s.starts_with("pending-")))
+            h.release(n).is_some_and(|r| {
+                r["status"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("pending-"))
+            })
         })
         .collect()
 }
 
 /// Whether process `pid` is still alive (and not a zombie).
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 #[tokio::test]
@@ -152,11 +161,16 @@ async fn a_release_left_pending_by_a_killed_deployer_is_recovered_within_seconds
     d.kill();
     let killed = Instant::now();
     // No helm outlives its deployer.
-    eventually(Duration::from_secs(2), "helm to die with its deployer", || async {
-        Ok((!alive(helm_pid)).then_some(()))
-    })
+    eventually(
+        Duration::from_secs(2),
+        "helm to die with its deployer",
+        || async { Ok((!alive(helm_pid)).then_some(())) },
+    )
     .await?;
-    ensure!(pending_releases(&h).contains("slow"), "left pending-install");
+    ensure!(
+        pending_releases(&h).contains("slow"),
+        "left pending-install"
+    );
     let d = h.deployer(&[])?;
     let result = async {
         h.wait_status("slow", "DEPLOYED", LIMIT).await?;

@@ -39,7 +39,11 @@ async fn an_entry_whose_id_is_another_entrys_release_name_never_takes_that_relea
         );
         // Give a wrong takeover time to happen, then check nothing changed hands.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        ensure!(replicas(&h, &release) == Some(1), "{:?}", h.release(&release));
+        ensure!(
+            replicas(&h, &release) == Some(1),
+            "{:?}",
+            h.release(&release)
+        );
         let foo = h.state("Foo").await?.unwrap_or_default();
         ensure!(foo.status.as_deref() == Some("DEPLOYED"), "{foo:?}");
         ensure!(
@@ -96,11 +100,7 @@ async fn helm_never_sees_the_configuration_database_credentials() -> Result<()> 
                 call.env
             );
             let leaked: Vec<&String> = call.env.iter().filter(|k| k.starts_with("SDP_")).collect();
-            ensure!(
-                leaked.is_empty(),
-                "helm {} saw {leaked:?}",
-                call.command()
-            );
+            ensure!(leaked.is_empty(), "helm {} saw {leaked:?}", call.command());
         }
         Ok(())
     }
@@ -126,8 +126,8 @@ fn values_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 #[tokio::test]
-async fn values_files_live_in_a_private_directory_and_a_killed_deployers_are_removed()
--> Result<()> {
+async fn values_files_live_in_a_private_directory_and_a_killed_deployers_are_removed() -> Result<()>
+{
     use std::os::unix::fs::PermissionsExt;
     let h = Harness::start().await?;
     // What a deployer killed during a helm call leaves: its directory, its (no longer
@@ -142,7 +142,10 @@ async fn values_files_live_in_a_private_directory_and_a_killed_deployers_are_rem
     let result = async {
         h.deploy("vals", &dask("vals", json!({"a": 1}))).await?;
         h.wait_status("vals", "DEPLOYED", LIMIT).await?;
-        ensure!(!dead.exists(), "the killed deployer's values files are gone");
+        ensure!(
+            !dead.exists(),
+            "the killed deployer's values files are gone"
+        );
         let call = h
             .calls_on("upgrade", "vals")
             .pop()
@@ -171,11 +174,12 @@ async fn values_files_live_in_a_private_directory_and_a_killed_deployers_are_rem
     let result = with_log(result, &d);
     d.terminate();
     d.wait_exit(Duration::from_secs(15)).await?;
+    result?;
     ensure!(
         values_files(h.work.path()).is_empty(),
         "none after a normal stop either"
     );
-    result
+    Ok(())
 }
 
 /// The current etcd revision, asked with etcd-client directly.
@@ -189,7 +193,8 @@ async fn keys_with_invalid_paths_are_reported_once_and_never_retried() -> Result
     let h = Harness::start().await?;
     let mut raw = etcd_client::Client::connect([h.etcd.endpoint()], None).await?;
     // Written by another tool, under paths no configuration path allows.
-    raw.put("2/deploy/a b", dask("a b", json!({})), None).await?;
+    raw.put("2/deploy/a b", dask("a b", json!({})), None)
+        .await?;
     raw.put("2/deploy/\u{e4}", dask("\u{e4}", json!({})), None)
         .await?;
     let d = h.deployer(&[])?;

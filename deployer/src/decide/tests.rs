@@ -268,7 +268,8 @@ fn a_pending_release_left_by_an_ended_term_is_recovered_once_no_helm_of_it_can_r
         Plan::Recover(Recovery::Reinstall, 2)
     );
     // Recorded by this very term: nothing of ours runs on it now.
-    st.extra.insert(HELM_LEASE.into(), format!("{LEASE:x}").into());
+    st.extra
+        .insert(HELM_LEASE.into(), format!("{LEASE:x}").into());
     m.lease_check = None;
     assert_eq!(
         plan_in_term(Some(&d), Some(&st), &m, young),
