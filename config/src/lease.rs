@@ -55,6 +55,30 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Whether lease `id` still exists: etcd knows it and its time to live has not run
+    /// out. A lease that expired or was revoked never comes back, so `false` is final.
+    ///
+    /// # Errors
+    /// A request failure.
+    pub async fn lease_exists(&self, id: i64) -> Result<bool> {
+        let mut client = self.client();
+        match self
+            .request("lease time-to-live", client.lease_time_to_live(id, None))
+            .await
+        {
+            // etcd answers TTL -1 for a lease it does not know.
+            Ok(resp) => Ok(resp.ttl() > 0),
+            Err(Error::RequestFailed { source, .. })
+                if source.to_string().contains("requested lease not found") =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl Lease {
     /// The etcd lease ID.
     pub fn id(&self) -> i64 {

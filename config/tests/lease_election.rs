@@ -83,9 +83,16 @@ async fn revoking_a_lease_deletes_its_keys_at_once() -> Result<()> {
     create_leased(&db, "/pb/x/owner", "{}", lease.id()).await?;
     create_leased(&db, "/pb/y/owner", "{}", lease.id()).await?;
     ensure!(get(&db, "/pb/x/owner").await?.is_some());
+    let id = lease.id();
+    ensure!(db.lease_exists(id).await?, "a live lease exists");
     lease.revoke().await?;
     assert_eq!(get(&db, "/pb/x/owner").await?, None);
     assert_eq!(get(&db, "/pb/y/owner").await?, None);
+    ensure!(!db.lease_exists(id).await?, "a revoked lease is gone");
+    ensure!(
+        !db.lease_exists(0x1234_5678).await?,
+        "an unknown lease is gone"
+    );
     Ok(())
 }
 

@@ -66,6 +66,37 @@ pub(crate) struct Memory {
     pub left_pending: bool,
     /// The `kubernetes-direct` object this process applied for the release.
     pub direct: Option<crate::direct::Applied>,
+    /// What etcd said about the lease recorded in the state (`helm_lease`), the term
+    /// whose helm call may have left the release `pending-*`.
+    pub lease_check: Option<LeaseCheck>,
+}
+
+/// Whether a recorded leadership lease still exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LeaseCheck {
+    /// The lease asked about.
+    pub lease: i64,
+    /// etcd no longer knows it: its term has ended, for good.
+    pub gone: bool,
+}
+
+/// The leadership term this deployer works in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TermInfo {
+    /// Its etcd lease (recorded in states before each helm call).
+    pub lease: i64,
+    /// How long it has lasted.
+    pub age: Duration,
+}
+
+/// State field naming the leadership lease (hex, as `etcdctl lease list` shows it) of
+/// the term that started the last helm call for the entry.
+pub(crate) const HELM_LEASE: &str = "helm_lease";
+
+/// The lease recorded in a state by [`render_state`].
+pub(crate) fn recorded_lease(state: Option<&DeploymentState>) -> Option<i64> {
+    let text = state?.extra.get(HELM_LEASE)?.as_str()?;
+    u64::from_str_radix(text, 16).ok().map(|v| v as i64)
 }
 
 /// Limits of retrying.
@@ -79,6 +110,12 @@ pub(crate) struct Policy {
     pub backoff_max: Duration,
     /// A `pending-*` release not updated for this long, and not left by us, is stuck.
     pub stale_after: Duration,
+    /// A `pending-*` release whose last helm call was started by a term that has ended
+    /// (its lease gone) is stuck once the current term is this old: by then no helm of
+    /// that term can be running (a dead deployer's helm dies with it; a deployer that
+    /// lost leadership stops its calls one lease TTL after noticing, SIGKILL after the
+    /// kill grace). Two lease TTLs (noticing can lag the expiry) + kill grace + 1 s.
+    pub dead_term_wait: Duration,
     /// Longest wait before looking at a busy release again.
     pub busy_poll: Duration,
 }
@@ -133,6 +170,9 @@ pub(crate) struct Report {
     pub attempts: Option<i64>,
     /// Words for the user.
     pub message: String,
+    /// The lease of the term about to start a helm call (recorded in the state as
+    /// [`HELM_LEASE`] before the call); `None` keeps what the state says.
+    pub helm_lease: Option<i64>,
 }
 
 /// The next step for a release.
@@ -150,6 +190,9 @@ pub(crate) enum Plan {
     Adopt(i64),
     /// Free a release stuck in `pending-*` (attempt number).
     Recover(Recovery, u32),
+    /// Ask etcd whether this lease (of the term whose helm call left the release
+    /// `pending-*`) still exists.
+    CheckLease(i64),
     /// Look again at `until` (backoff, or a release busy with someone else's helm), with
     /// an optional state report meanwhile.
     Wait(Instant, Option<Report>),
@@ -186,6 +229,8 @@ pub(crate) struct Situation<'a> {
     pub now: Instant,
     /// Now, wall clock (compared with helm's timestamps).
     pub wall: DateTime<Utc>,
+    /// The current leadership term.
+    pub term: TermInfo,
 }
 
 /// Whether the state already says what `report` says (`updated` aside).
@@ -217,7 +262,13 @@ pub(crate) fn render_state(
         attempts: report.attempts,
         message: Some(report.message.clone()),
         updated: Some(wall.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        extra: previous.map(|p| p.extra.clone()).unwrap_or_default(),
+        extra: {
+            let mut extra = previous.map(|p| p.extra.clone()).unwrap_or_default();
+            if let Some(lease) = report.helm_lease {
+                extra.insert(HELM_LEASE.into(), format!("{:x}", lease as u64).into());
+            }
+            extra
+        },
     }
 }
 
@@ -234,6 +285,7 @@ fn report_once(state: Option<&DeploymentState>, report: Report) -> Plan {
 fn refusal(state: Option<&DeploymentState>, status: DeploymentStatus, message: String) -> Report {
     Report {
         status,
+        helm_lease: None,
         release: state.and_then(|s| s.release.clone()),
         revision: state.and_then(|s| s.revision),
         digest: None,
@@ -274,6 +326,35 @@ fn decide_gone(s: &Situation<'_>) -> Plan {
         Observation::Unknown | Observation::NotListed => Plan::Probe,
         Observation::Absent | Observation::Foreign if s.orphan_states => Plan::Forget,
         Observation::Absent | Observation::Foreign => Plan::Nothing,
+    }
+}
+
+/// Whose helm call left a `pending-*` release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LeftBy {
+    /// This term's (failed, killed, or simply over: no two reconciles of one release
+    /// run at once, so none of ours runs now).
+    Us,
+    /// A term that has ended (its lease is gone).
+    EndedTerm,
+    /// Maybe a helm that still runs (another tool's, or a term whose lease lives).
+    Unknown,
+}
+
+/// Whose helm call left the release `pending-*`, from the lease the state records; or
+/// the lease to ask etcd about first (`Err`).
+fn left_by(s: &Situation<'_>, state: Option<&DeploymentState>) -> Result<LeftBy, i64> {
+    if s.memory.left_pending {
+        return Ok(LeftBy::Us);
+    }
+    match recorded_lease(state) {
+        None => Ok(LeftBy::Unknown),
+        Some(lease) if lease == s.term.lease => Ok(LeftBy::Us),
+        Some(lease) => match s.memory.lease_check {
+            Some(c) if c.lease == lease && c.gone => Ok(LeftBy::EndedTerm),
+            Some(c) if c.lease == lease => Ok(LeftBy::Unknown),
+            _ => Err(lease),
+        },
     }
 }
 
@@ -323,6 +404,7 @@ fn decide_helm(s: &Situation<'_>, spec: &HelmSpec) -> Plan {
             return report_once(
                 state,
                 Report {
+                    helm_lease: None,
                     status: DeploymentStatus::Failed,
                     release: Some(spec.release.clone()),
                     revision: None,
@@ -339,21 +421,48 @@ fn decide_helm(s: &Situation<'_>, spec: &HelmSpec) -> Plan {
             if !o.detailed {
                 return Plan::Probe;
             }
+            let left = match left_by(s, state) {
+                Ok(left) => left,
+                Err(lease) => return Plan::CheckLease(lease),
+            };
             let age = o.updated.map(|u| (s.wall - u).to_std().unwrap_or_default());
-            let stale = memory.left_pending || age.is_none_or(|a| a >= s.policy.stale_after);
+            let stale_by_age = age.is_none_or(|a| a >= s.policy.stale_after);
+            let stale = match left {
+                LeftBy::Us => true,
+                LeftBy::EndedTerm => stale_by_age || s.term.age >= s.policy.dead_term_wait,
+                LeftBy::Unknown => stale_by_age,
+            };
             if !stale {
-                let remaining = s.policy.stale_after.saturating_sub(age.unwrap_or_default());
+                let until_stale = s.policy.stale_after.saturating_sub(age.unwrap_or_default());
+                let (remaining, message) = match left {
+                    LeftBy::EndedTerm => {
+                        let remaining = s.policy.dead_term_wait.saturating_sub(s.term.age);
+                        (
+                            remaining.min(until_stale),
+                            format!(
+                                "release is {} after a helm call of a deployer term that has ended; recovering it once this term is {} s old (no helm of the ended term can run by then)",
+                                o.status.as_str(),
+                                s.policy.dead_term_wait.as_secs()
+                            ),
+                        )
+                    }
+                    LeftBy::Us | LeftBy::Unknown => (
+                        until_stale,
+                        format!(
+                            "release is {} by another helm process; waiting for it to finish (treated as stuck after {} s)",
+                            o.status.as_str(),
+                            s.policy.stale_after.as_secs()
+                        ),
+                    ),
+                };
                 let note = Report {
                     status: DeploymentStatus::Pending,
                     release: Some(spec.release.clone()),
                     revision: Some(o.revision),
                     digest: Some(spec.digest.clone()),
                     attempts: Some(i64::from(attempts)),
-                    message: format!(
-                        "release is {} by another helm process; waiting for it to finish (treated as stuck after {} s)",
-                        o.status.as_str(),
-                        s.policy.stale_after.as_secs()
-                    ),
+                    message,
+                    helm_lease: None,
                 };
                 let note = (!already_reported(state, &note)).then_some(note);
                 return Plan::Wait(s.now + remaining.min(s.policy.busy_poll), note);
@@ -401,11 +510,12 @@ fn decide_helm(s: &Situation<'_>, spec: &HelmSpec) -> Plan {
         Observation::Unknown | Observation::NotListed => Plan::Probe,
         Observation::Absent => Plan::Apply(ApplyKind::Install, attempt),
         Observation::Owned(o) if !o.detailed => Plan::Probe,
-        // No state while the release exists: its state was deleted (an operator's retry,
-        // `sdpcfg retry`) or the entry is new. Start afresh: a failed or exited
-        // workload is created again, not adopted.
+        // No state about this release while it exists: its state was deleted (an
+        // operator's retry, `sdpcfg retry`), the entry is new, or the release was made for
+        // another entry (since deleted). Start afresh: a failed or exited workload, or
+        // another entry's, is created again, not adopted.
         Observation::Owned(o)
-            if state.is_none()
+            if state.is_none_or(|st| st.release.as_deref() != Some(spec.release.as_str()))
                 && !matches!(
                     o.status,
                     ReleaseStatus::Uninstalled | ReleaseStatus::Uninstalling
@@ -443,6 +553,7 @@ fn give_up(state: Option<&DeploymentState>, spec: &HelmSpec, attempts: u32, why:
         return Plan::Nothing;
     }
     Plan::Report(Report {
+        helm_lease: None,
         status: DeploymentStatus::Failed,
         release: Some(spec.release.clone()),
         revision: state.and_then(|st| st.revision),
@@ -457,18 +568,31 @@ fn give_up(state: Option<&DeploymentState>, spec: &HelmSpec, attempts: u32, why:
 /// A deployment ID with its entry.
 pub(crate) type IdEntry = (String, Item);
 
-/// Which of the entries mapping to `release` owns it (the one whose ID gives exactly
-/// that name, else the first), and the FAILED reports owed to the others, skipping
-/// those already reported (`state_of` gives an entry's parsed state).
+/// Which of the entries mapping to `release` owns it, and the FAILED reports owed to the
+/// others, skipping those already reported (`state_of` gives an entry's parsed state).
+///
+/// Ownership goes by entry, not by name: an entry whose state says it holds the release
+/// (names it) keeps it, so a later entry whose ID happens to give the same name (`Foo`
+/// maps to `foo-1cbec737`; an entry named `foo-1cbec737` maps there too) never takes it
+/// over. Only when no live entry holds it does the entry whose ID gives exactly that
+/// name come first, then the first by ID.
 pub(crate) fn release_owner<'a>(
     entries: &'a [IdEntry],
     release: &str,
     prefix: &str,
     state_of: impl Fn(&str) -> Option<DeploymentState>,
 ) -> (Option<&'a IdEntry>, Vec<(&'a IdEntry, Report)>) {
-    let winner = entries
+    let exact = |id: &str| format!("{prefix}{id}") == release;
+    let holders: Vec<&IdEntry> = entries
         .iter()
-        .find(|(id, _)| format!("{prefix}{id}") == release)
+        .filter(|(id, _)| state_of(id).is_some_and(|st| st.release.as_deref() == Some(release)))
+        .collect();
+    let winner = holders
+        .iter()
+        .copied()
+        .find(|(id, _)| exact(id))
+        .or_else(|| holders.first().copied())
+        .or_else(|| entries.iter().find(|(id, _)| exact(id)))
         .or_else(|| entries.first());
     let Some((winner_id, _)) = winner else {
         return (None, Vec::new());
@@ -478,6 +602,7 @@ pub(crate) fn release_owner<'a>(
         .filter(|e| e.0 != *winner_id)
         .filter_map(|e| {
             let report = Report {
+                helm_lease: None,
                 status: DeploymentStatus::Failed,
                 release: None,
                 revision: None,
@@ -503,6 +628,7 @@ pub(crate) fn progress_report(
 ) -> Report {
     Report {
         status,
+        helm_lease: None,
         release: Some(spec.release.clone()),
         revision: state.and_then(|s| s.revision),
         digest: Some(spec.digest.clone()),
@@ -656,6 +782,10 @@ pub(crate) fn after_wait(memory: &mut Memory) {
     if matches!(&memory.observed, Observation::Owned(o) if o.status.is_pending()) {
         memory.observed = Observation::Unknown;
     }
+    // A lease that lived may have ended since; a gone one stays gone.
+    if memory.lease_check.is_some_and(|c| !c.gone) {
+        memory.lease_check = None;
+    }
 }
 
 /// What the user is told while a plan's helm step runs, and its metrics label.
@@ -678,7 +808,7 @@ pub(crate) fn apply_report(
         ),
         ApplyKind::Restart => (
             DeploymentStatus::Upgrading,
-            "starting afresh (uninstall, then install: the state was deleted to retry)".to_string(),
+            "starting afresh (uninstall, then install: the state was deleted to retry, or the release was made for another deployment)".to_string(),
         ),
     };
     progress_report(

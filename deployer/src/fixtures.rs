@@ -19,6 +19,7 @@ pub(crate) const POLICY: Policy = Policy {
     backoff: Duration::from_secs(2),
     backoff_max: Duration::from_secs(300),
     stale_after: Duration::from_secs(60),
+    dead_term_wait: Duration::from_secs(25),
     busy_poll: Duration::from_secs(5),
 };
 

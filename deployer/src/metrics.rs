@@ -48,6 +48,8 @@ pub(crate) struct Metrics {
     pub is_leader: Gauge,
     /// Deployment entries in view.
     pub entries: Gauge,
+    /// Keys under `/deploy/` whose path is not a valid configuration path (left alone).
+    pub invalid_keys: Gauge,
     /// Pod events received (added, changed, deleted).
     pub pod_events: Counter,
     /// Pod watch failures (each followed by a new listing).
@@ -73,6 +75,7 @@ impl Metrics {
         let resyncs = Family::<OpLabels, Counter>::default();
         let is_leader = Gauge::default();
         let entries = Gauge::default();
+        let invalid_keys = Gauge::default();
         let pod_events = Counter::default();
         let pod_watch_errors = Counter::default();
         let pods = Gauge::default();
@@ -115,6 +118,11 @@ impl Metrics {
         );
         registry.register("entries", "Deployment entries seen", entries.clone());
         registry.register(
+            "invalid_keys",
+            "Keys under /deploy/ with an invalid configuration path, left alone",
+            invalid_keys.clone(),
+        );
+        registry.register(
             "pod_events",
             "Pod events received from the Kubernetes watch",
             pod_events.clone(),
@@ -145,6 +153,7 @@ impl Metrics {
             resyncs,
             is_leader,
             entries,
+            invalid_keys,
             pod_events,
             pod_watch_errors,
             pods,

@@ -16,7 +16,8 @@ use sdp_runtime::queue::{Lane, Next, Queue};
 use tokio_util::sync::CancellationToken;
 
 use crate::decide::{
-    self, AfterFailure, Memory, Observation, Plan, Policy, Situation, attempts_so_far, decide,
+    self, AfterFailure, LeaseCheck, Memory, Observation, Plan, Policy, Situation, TermInfo,
+    attempts_so_far, decide,
 };
 use crate::direct::Handled;
 use crate::effects::{Effects, HelmEntry, Written};
@@ -44,6 +45,10 @@ pub(crate) struct Reconciler {
     /// The work queue, to see whether the helm workers are all busy.
     pub(crate) queue: Queue<String>,
     pub(crate) concurrency: usize,
+    /// The lease of this leadership term (recorded in states before helm calls).
+    pub(crate) term_lease: i64,
+    /// When this term began.
+    pub(crate) term_started: Instant,
 }
 
 fn parse_state(item: Option<&Item>) -> Option<DeploymentState> {
@@ -113,6 +118,15 @@ impl Reconciler {
                 Written::Yes | Written::EntryChanged => {}
             }
         }
+        // State keys of deleted entries go even while the release stays for another
+        // entry (with no entry left they go after the uninstall: `Plan::Forget`).
+        if owner.is_some() {
+            for (id, item) in snap.orphan_states() {
+                if let Err(e) = self.effects.forget(&id, &item).await {
+                    return Some(self.db_failed(&id, &e));
+                }
+            }
+        }
         let desired = owner.map(|(id, e)| self.effects.spec.desired(id, &e.value));
         let state = owner.and_then(|(id, _)| parse_state(snap.state(id)));
         if owner.is_some_and(|(id, _)| snap.state(id).is_none()) {
@@ -147,6 +161,10 @@ impl Reconciler {
             policy: &self.policy,
             now: Instant::now(),
             wall: Utc::now(),
+            term: TermInfo {
+                lease: self.term_lease,
+                age: self.term_started.elapsed(),
+            },
         });
         tracing::debug!(release, ?plan, lane, "decided");
         let target = match (owner, &desired) {
@@ -225,9 +243,25 @@ impl Reconciler {
                     }
                 }
             }
+            Plan::CheckLease(lease) => match self.effects.store.lease_exists(lease).await {
+                Ok(exists) => {
+                    memory.lease_check = Some(LeaseCheck {
+                        lease,
+                        gone: !exists,
+                    });
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(release, lease, error = %e, "cannot ask etcd about a lease; retrying");
+                    Some(at(Instant::now() + DB_RETRY))
+                }
+            },
             Plan::Apply(kind, attempt) => {
                 let t = target?;
-                let report = decide::apply_report(t.spec, t.state, kind, attempt, &self.policy);
+                let mut report = decide::apply_report(t.spec, t.state, kind, attempt, &self.policy);
+                // Written before helm starts: a deployer after this one can tell a
+                // `pending-*` release left by this term's call (see `decide::left_by`).
+                report.helm_lease = Some(self.term_lease);
                 if let Some(end) = self.report(&t, &report).await {
                     return Some(end);
                 }
@@ -250,7 +284,9 @@ impl Reconciler {
                     _ => "a pending state".to_string(),
                 };
                 tracing::warn!(deploy_id = t.id, release = %t.spec.release, %stuck, ?recovery, "recovering a stuck release");
-                let report = decide::recovery_report(t.spec, t.state, &stuck, recovery, attempt);
+                let mut report =
+                    decide::recovery_report(t.spec, t.state, &stuck, recovery, attempt);
+                report.helm_lease = Some(self.term_lease);
                 if let Some(end) = self.report(&t, &report).await {
                     return Some(end);
                 }

@@ -99,6 +99,18 @@ pub struct Settings {
     #[arg(long, env = "SDP_HELM_BACKOFF_MAX", default_value = "300", value_parser = seconds)]
     pub helm_backoff_max: Duration,
 
+    /// Private directory (mode 0700) of the values files handed to helm; each process
+    /// works in a subdirectory of its own and removes those of processes that are gone.
+    /// Unset: `sdp-deployer` in the temporary directory (`TMPDIR`).
+    #[arg(long, env = "SDP_HELM_VALUES_DIR")]
+    pub helm_values_dir: Option<PathBuf>,
+
+    /// Largest values document of a helm deployment, in bytes (as JSON); larger ones are
+    /// FAILED without calling helm. helm keeps each release in a Secret, which
+    /// Kubernetes limits to 1 MiB.
+    #[arg(long, env = "SDP_MAX_VALUES_BYTES", default_value_t = 512 * 1024)]
+    pub max_values_bytes: usize,
+
     /// Kinds `kubernetes-direct` deployments may create, comma-separated `Kind` (core
     /// group) or `group/Kind`; any other kind is refused before it reaches the cluster.
     #[arg(long, env = "SDP_DIRECT_KINDS", default_value = crate::direct::DEFAULT_KINDS)]
@@ -198,6 +210,8 @@ mod tests {
         assert!(!s.daemon.log_json);
         assert_eq!(s.backoff(), Duration::from_secs(2));
         assert_eq!(s.daemon.shutdown_grace, Duration::from_secs(25));
+        assert_eq!(s.max_values_bytes, 524_288);
+        assert_eq!(s.helm_values_dir, None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::helm::Helm;
 use crate::helm::cli::HelmCli;
 use crate::helm::process::Limits;
 use crate::helm::render::RenderTarget;
+use crate::helm::values_dir::ValuesDir;
 use crate::metrics::Metrics;
 use crate::settings::{self, HelmTarget, Settings};
 use crate::spec::SpecContext;
@@ -44,6 +45,8 @@ pub(crate) struct Setup {
     pub(crate) repos: Vec<(String, String)>,
     /// Time running helm calls get to finish at shutdown.
     pub(crate) shutdown_grace: Duration,
+    /// Time running helm calls get to finish after leadership is lost (one lease TTL).
+    pub(crate) lost_grace: Duration,
     /// Where workloads come from (pods of the cluster, or nothing on the render target).
     pub(crate) workloads: Source,
     /// When a workload counts as failed.
@@ -117,15 +120,23 @@ pub(crate) fn setup(
         charts,
         replace_charts: settings::parse_list(&settings.helm_replace_charts),
         direct_kinds: Kinds::parse(&settings.direct_kinds).map_err(bad)?,
+        max_values_bytes: settings.max_values_bytes,
     });
     let limits = Limits {
         timeout: settings.helm_timeout(),
         kill_grace: settings.helm_kill_grace,
     };
+    let values_base = settings
+        .helm_values_dir
+        .clone()
+        .unwrap_or_else(crate::helm::values_dir::default_base);
+    let values_dir =
+        ValuesDir::create(&values_base).map_err(|e| bad(format!("SDP_HELM_VALUES_DIR: {e}")))?;
     let cli = HelmCli::new(
         settings.helm.clone(),
         limits,
         crate::naming::Owner::new(&settings.daemon.connection.prefix),
+        Arc::new(values_dir),
     );
     // A list of files is merged by the client's own inference.
     let kubeconfig = settings
@@ -166,12 +177,16 @@ pub(crate) fn setup(
             backoff: settings.backoff(),
             backoff_max: settings.backoff_max(),
             stale_after: settings.stale_after(),
+            dead_term_wait: 2 * settings.daemon.leader_ttl()
+                + settings.helm_kill_grace
+                + Duration::from_secs(1),
             busy_poll: Duration::from_secs(5).min(settings.helm_timeout()),
         },
         concurrency: settings.concurrency(),
         resync: settings.resync(),
         repos,
         shutdown_grace: settings.daemon.shutdown_grace,
+        lost_grace: settings.daemon.leader_ttl(),
         workloads,
         workload_limits: WorkloadLimits {
             max_restarts: i64::from(settings.workload_max_restarts.max(1)),

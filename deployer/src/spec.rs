@@ -25,6 +25,8 @@ pub(crate) struct SpecContext {
     pub replace_charts: Vec<String>,
     /// Kinds allowed for `kubernetes-direct` deployments.
     pub direct_kinds: Kinds,
+    /// Largest values document (bytes of its JSON) of a helm deployment; 0: no limit.
+    pub max_values_bytes: usize,
 }
 
 /// A checked helm release request.
@@ -71,6 +73,23 @@ impl Desired {
 }
 
 impl SpecContext {
+    /// Why `values` is too large to deploy, if it is. Measured as the compact JSON helm
+    /// gets (the values file is that, indented): helm stores every release with its
+    /// values in one Secret, and Kubernetes refuses Secrets over 1 MiB, late and in
+    /// words a user cannot act on.
+    fn too_large(&self, values: &Value) -> Option<String> {
+        if self.max_values_bytes == 0 {
+            return None;
+        }
+        let size = serde_json::to_vec(values).map_or(usize::MAX, |v| v.len());
+        (size > self.max_values_bytes).then(|| {
+            format!(
+                "values too large: {size} bytes as JSON, the limit is {} bytes (SDP_MAX_VALUES_BYTES); helm keeps each release in a Kubernetes Secret of at most 1 MiB. Put large data in a ConfigMap or volume and pass its name instead",
+                self.max_values_bytes
+            )
+        })
+    }
+
     /// The release name of a deployment ID.
     pub(crate) fn release_name(&self, deploy_id: &str) -> String {
         naming::release_name(&self.prefix, deploy_id)
@@ -97,6 +116,9 @@ impl SpecContext {
             Ok(v) => v,
             Err(e) => return Desired::Refused(format!("invalid values: {e}")),
         };
+        if let Some(refusal) = self.too_large(&values) {
+            return Desired::Refused(refusal);
+        }
         // The chart as the entry names it, not where it resolved to: moving the bundled
         // charts (another image, another SDP_CHARTS_DIR) must not upgrade every release.
         let digest = naming::spec_digest(&args.chart, &values);
@@ -132,8 +154,32 @@ mod tests {
             charts,
             replace_charts: vec!["workflow".into()],
             direct_kinds: Kinds::parse(crate::direct::DEFAULT_KINDS).unwrap(),
+            max_values_bytes: 512 * 1024,
         };
         (dir, ctx)
+    }
+
+    #[test]
+    fn values_above_the_limit_are_refused_with_the_size_and_the_setting() {
+        let (_d, mut ctx) = ctx();
+        let entry = |n: usize| {
+            json!({"deploy_id": "x", "type": "helm", "args": {"chart": "stable/dask",
+                   "values": {"blob": "a".repeat(n)}}})
+            .to_string()
+        };
+        assert!(matches!(ctx.desired("x", &entry(1000)), Desired::Helm(_)));
+        let Desired::Refused(why) = ctx.desired("x", &entry(1024 * 1024)) else {
+            panic!("a 1 MiB value is refused")
+        };
+        assert!(
+            why.contains("SDP_MAX_VALUES_BYTES") && why.contains("1048587 bytes"),
+            "{why}"
+        );
+        ctx.max_values_bytes = 0;
+        assert!(matches!(
+            ctx.desired("x", &entry(1024 * 1024)),
+            Desired::Helm(_)
+        ));
     }
 
     #[test]

@@ -128,6 +128,14 @@ impl StateStore {
         Err(Error::RetriesExhausted { attempts: ATTEMPTS })
     }
 
+    /// Whether etcd still knows lease `id` (of a leadership term).
+    ///
+    /// # Errors
+    /// etcd failures.
+    pub(crate) async fn lease_exists(&self, id: i64) -> Result<bool, Error> {
+        self.db.lease_exists(id).await
+    }
+
     /// Delete the state key of `id`, whose entry is gone, unless the entry came back.
     ///
     /// # Errors

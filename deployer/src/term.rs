@@ -2,8 +2,9 @@
 //! work queue (never two reconciles of one release at once, at most
 //! `SDP_HELM_CONCURRENCY` with helm), resync against the list of owned releases, and stop
 //! cleanly: on shutdown running helm calls get the grace period; when leadership is lost
-//! they finish in the background (killing them would leave releases `pending-*`; their
-//! state writes fail, since they are conditional on leadership).
+//! they finish in the background for at most one lease TTL, then are stopped (what they
+//! leave `pending-*` the next leader recovers; their state writes fail, since they are
+//! conditional on leadership).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -76,6 +77,8 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
         stop_new: stop_new.clone(),
         queue: queue.clone(),
         concurrency: setup.concurrency,
+        term_lease: term.lease,
+        term_started: Instant::now(),
     });
     let (mut entries, mut states) =
         match (db.watch("/deploy/", 0, None), db.watch("/deploy/", 1, None)) {
@@ -141,18 +144,23 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
             ev = entries.next() => {
                 let Some(ev) = ev else { break };
                 entries_listed |= matches!(ev, WatchEvent::Listed { .. });
-                let (dirty, count) = {
+                let (dirty, count, invalid) = {
                     let mut v = view.lock().unwrap_or_else(PoisonError::into_inner);
-                    (v.apply_entries(ev), v.entry_count())
+                    (v.apply_entries(ev), v.entry_count(), v.invalid_count())
                 };
                 setup.metrics.entries.set(i64::try_from(count).unwrap_or(i64::MAX));
+                setup.metrics.invalid_keys.set(i64::try_from(invalid).unwrap_or(i64::MAX));
                 workload_dirty.mark(dirty.iter().cloned());
                 queue.add_all(dirty);
             }
             ev = states.next() => {
                 let Some(ev) = ev else { break };
                 states_listed |= matches!(ev, WatchEvent::Listed { .. });
-                let dirty = view.lock().unwrap_or_else(PoisonError::into_inner).apply_states(ev);
+                let (dirty, invalid) = {
+                    let mut v = view.lock().unwrap_or_else(PoisonError::into_inner);
+                    (v.apply_states(ev), v.invalid_count())
+                };
+                setup.metrics.invalid_keys.set(i64::try_from(invalid).unwrap_or(i64::MAX));
                 workload_dirty.mark(dirty.iter().cloned());
                 queue.add_all(dirty);
             }
@@ -228,7 +236,15 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
         task.abort();
     }
     if lost {
-        // The workers finish what runs (each helm call within its timeout) on their own.
+        // The workers finish what runs on their own, for one lease TTL at most: after
+        // that they are stopped (SIGTERM, SIGKILL after the kill grace), so that the
+        // next leader may recover what they leave `pending-*` within seconds
+        // (`Policy::dead_term_wait`) instead of waiting for the helm timeout.
+        let (stop, ttl) = (hard_stop.clone(), setup.lost_grace);
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            stop.cancel();
+        });
         workers.detach_all();
         return;
     }

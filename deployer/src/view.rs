@@ -1,5 +1,10 @@
 //! The in-memory view of `/deploy/`: entries and their state keys, grouped by release
 //! name (the unit of work: never two operations on one release at once).
+//!
+//! Keys another tool wrote under a path the configuration library refuses (`/deploy/a b`,
+//! `/deploy/ä`) are kept out: no state can be written for them (every write would fail
+//! and be retried for ever), so they are reported once in the log and counted
+//! ([`View::invalid_count`]), nothing more.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -47,6 +52,8 @@ pub(crate) struct View {
     entries: HashMap<String, Item>,
     states: HashMap<String, Item>,
     by_release: HashMap<String, BTreeSet<String>>,
+    /// Paths refused as configuration paths, already reported.
+    invalid: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for View {
@@ -66,7 +73,32 @@ impl View {
             entries: HashMap::new(),
             states: HashMap::new(),
             by_release: HashMap::new(),
+            invalid: BTreeSet::new(),
         }
+    }
+
+    /// Whether `id` (from `path`) can be worked on: its entry and state paths are valid
+    /// configuration paths. Reports a refused path once.
+    fn usable(&mut self, id: &str, path: &str) -> bool {
+        match sdp_config::path::validate(&Deployment::state_path(id)) {
+            Ok(()) => true,
+            Err(e) => {
+                if self.invalid.insert(path.to_string()) {
+                    tracing::warn!(path, error = %e, "ignoring a key under /deploy/ that is not a valid configuration path: no state can be written for it; delete or rename it");
+                }
+                false
+            }
+        }
+    }
+
+    /// A key with a refused path is gone.
+    fn forget_invalid(&mut self, path: &str) {
+        self.invalid.remove(path);
+    }
+
+    /// Keys under `/deploy/` left alone because their path is invalid.
+    pub(crate) fn invalid_count(&self) -> usize {
+        self.invalid.len()
     }
 
     fn index(&mut self, id: &str) -> String {
@@ -100,8 +132,12 @@ impl View {
         match event {
             WatchEvent::Listed { entries, .. } => {
                 let mut fresh: HashMap<String, Item> = HashMap::new();
+                self.invalid
+                    .retain(|p| Deployment::id_from_path(p).is_none());
                 for e in &entries {
-                    if let Some(id) = Deployment::id_from_path(&e.path) {
+                    if let Some(id) = Deployment::id_from_path(&e.path)
+                        && self.usable(id, &e.path)
+                    {
                         fresh.insert(id.to_string(), Self::item(e));
                     }
                 }
@@ -123,12 +159,15 @@ impl View {
                 }
             }
             WatchEvent::Put(e) => {
-                if let Some(id) = Deployment::id_from_path(&e.path) {
+                if let Some(id) = Deployment::id_from_path(&e.path)
+                    && self.usable(id, &e.path)
+                {
                     self.entries.insert(id.to_string(), Self::item(&e));
                     dirty.push(self.index(id));
                 }
             }
             WatchEvent::Deleted { path, .. } => {
+                self.forget_invalid(&path);
                 if let Some(id) = Deployment::id_from_path(&path) {
                     self.entries.remove(id);
                     dirty.push(self.index(id));
@@ -146,9 +185,13 @@ impl View {
         match event {
             WatchEvent::Listed { entries, .. } => {
                 self.states.clear();
+                self.invalid
+                    .retain(|p| Deployment::id_from_state_path(p).is_none());
                 let mut ids = BTreeSet::new();
                 for e in &entries {
-                    if let Some(id) = Deployment::id_from_state_path(&e.path) {
+                    if let Some(id) = Deployment::id_from_state_path(&e.path)
+                        && self.usable(id, &e.path)
+                    {
                         self.states.insert(id.to_string(), Self::item(e));
                         ids.insert(id.to_string());
                     }
@@ -168,7 +211,9 @@ impl View {
                 }
             }
             WatchEvent::Put(e) => {
-                if let Some(id) = Deployment::id_from_state_path(&e.path) {
+                if let Some(id) = Deployment::id_from_state_path(&e.path)
+                    && self.usable(id, &e.path)
+                {
                     let newer = self
                         .states
                         .get(id)
@@ -183,6 +228,7 @@ impl View {
                 }
             }
             WatchEvent::Deleted { path, revision } => {
+                self.forget_invalid(&path);
                 if let Some(id) = Deployment::id_from_state_path(&path) {
                     if self
                         .states
@@ -318,6 +364,35 @@ mod tests {
         );
         let snap = v.snapshot("gone");
         assert_eq!(snap.orphan_states().len(), 1);
+    }
+
+    #[test]
+    fn keys_with_invalid_paths_are_left_out_and_counted_until_deleted() {
+        let mut v = view();
+        let d = v.apply_entries(WatchEvent::Listed {
+            revision: 3,
+            entries: vec![
+                entry("/deploy/a b", "x", 1),
+                entry("/deploy/\u{e4}", "x", 2),
+                entry("/deploy/ok", "x", 3),
+            ],
+        });
+        assert_eq!(d, vec!["ok"]);
+        assert_eq!(v.invalid_count(), 2);
+        assert!(
+            v.apply_states(WatchEvent::Put(entry("/deploy/a b/state", "s", 4)))
+                .is_empty()
+        );
+        assert_eq!(v.invalid_count(), 3);
+        // Seen again (a new listing): still counted once.
+        v.apply_entries(WatchEvent::Put(entry("/deploy/a b", "y", 5)));
+        assert_eq!(v.invalid_count(), 3);
+        v.apply_entries(WatchEvent::Deleted {
+            path: "/deploy/a b".into(),
+            revision: 6,
+        });
+        assert_eq!(v.invalid_count(), 2);
+        assert!(v.releases().iter().all(|r| r == "ok"));
     }
 
     #[test]

@@ -18,9 +18,14 @@ fn ids(prefix: &str, n: usize) -> Vec<String> {
 }
 
 /// Every ID DEPLOYED, its release created once (never uninstalled and installed again, nor
-/// upgraded),
-/// and no release or state beyond the entries.
-async fn check_exactly_once(h: &Harness, ids: &[String]) -> Result<()> {
+/// upgraded), and no release or state beyond the entries. Releases in `recovered` were
+/// left `pending-install` by a killed deployer (its helm died with it): freeing them
+/// takes one uninstall, after which they are installed once.
+async fn check_exactly_once(
+    h: &Harness,
+    ids: &[String],
+    recovered: &BTreeSet<String>,
+) -> Result<()> {
     for id in ids {
         let st = h.wait_status(id, "DEPLOYED", LIMIT).await?;
         let rel = h.release(id).unwrap_or_default();
@@ -36,9 +41,11 @@ async fn check_exactly_once(h: &Harness, ids: &[String]) -> Result<()> {
             "{id} has revision {}",
             rel["revision"]
         );
+        let uninstalls = h.calls_on("uninstall", id).len();
+        let allowed = usize::from(recovered.contains(id));
         ensure!(
-            h.calls_on("uninstall", id).is_empty(),
-            "{id} was uninstalled on the way"
+            uninstalls <= allowed,
+            "{id} was uninstalled {uninstalls} times on the way"
         );
         ensure!(
             st.revision == rel["revision"].as_i64(),
@@ -79,9 +86,12 @@ async fn a_deployer_killed_during_installs_and_restarted_deploys_everything_exac
     )?;
     d.kill();
     let killed_at = Instant::now();
+    // The helm calls die with the deployer, leaving their releases pending-install.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let recovered = pending_releases(&h);
     let d = h.deployer(&[("FAKE_HELM_DELAY_MS", "1000")])?;
     let result = async {
-        check_exactly_once(&h, &all).await?;
+        check_exactly_once(&h, &all, &recovered).await?;
         // A few more after the restart, and a deletion.
         h.delete("/deploy/kill-00").await?;
         eventually(LIMIT, "kill-00 uninstalled", || async {
@@ -89,7 +99,93 @@ async fn a_deployer_killed_during_installs_and_restarted_deploys_everything_exac
         })
         .await?;
         eprintln!("all deployed {:?} after the kill", killed_at.elapsed());
-        check_exactly_once(&h, &all[1..]).await
+        check_exactly_once(&h, &all[1..], &recovered).await
+    }
+    .await;
+    with_log(result, &d)
+}
+
+/// Releases whose status is `pending-*` now.
+fn pending_releases(h: &Harness) -> BTreeSet<String> {
+    h.release_names()
+        .into_iter()
+        .filter(|n| {
+            h.release(n).is_some_and(|r| {
+                r["status"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("pending-"))
+            })
+        })
+        .collect()
+}
+
+/// Whether process `pid` is still alive (and not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[tokio::test]
+async fn a_release_left_pending_by_a_killed_deployer_is_recovered_within_seconds_of_a_restart()
+-> Result<()> {
+    // Regression (issue 11, item 5): the restarted deployer took the release for one
+    // another helm was still installing and waited the helm timeout + 35 s (here 50 s,
+    // by default 335 s) before freeing it.
+    let h = Harness::start().await?;
+    h.faults(json!([{"kind": "delay", "release": "slow", "ms": 30000, "count": 1}]))?;
+    let mut d = h.deployer(&[])?;
+    with_log(
+        async {
+            h.deploy("slow", &dask("slow", json!({}))).await?;
+            h.wait_status("slow", "INSTALLING", LIMIT).await?;
+            eventually(LIMIT, "the install to be running", || async {
+                Ok(pending_releases(&h).contains("slow").then_some(()))
+            })
+            .await
+        }
+        .await,
+        &d,
+    )?;
+    let helm_pid = h
+        .calls_on("upgrade", "slow")
+        .first()
+        .map(|c| c.pid)
+        .unwrap_or_default();
+    ensure!(alive(helm_pid), "helm {helm_pid} runs the install");
+    d.kill();
+    let killed = Instant::now();
+    // No helm outlives its deployer.
+    eventually(
+        Duration::from_secs(2),
+        "helm to die with its deployer",
+        || async { Ok((!alive(helm_pid)).then_some(())) },
+    )
+    .await?;
+    ensure!(
+        pending_releases(&h).contains("slow"),
+        "left pending-install"
+    );
+    let d = h.deployer(&[])?;
+    let result = async {
+        h.wait_status("slow", "DEPLOYED", LIMIT).await?;
+        let took = killed.elapsed();
+        eprintln!("recovered {took:?} after the kill");
+        ensure!(took < Duration::from_secs(15), "recovery took {took:?}");
+        let rel = h.release("slow").unwrap_or_default();
+        ensure!(rel["status"] == "deployed", "{rel}");
+        ensure!(h.release_names() == vec!["slow".to_string()]);
+        let st = h.state("slow").await?.unwrap_or_default();
+        ensure!(
+            st.extra.get("helm_lease").is_some_and(|l| l.is_string()),
+            "the state records the term of the last helm call: {st:?}"
+        );
+        h.assert_no_orphan_states().await
     }
     .await;
     with_log(result, &d)
@@ -119,13 +215,13 @@ async fn an_etcd_restart_in_the_middle_loses_nothing_and_duplicates_nothing() ->
             h.deploy(id, &dask(id, json!({}))).await?;
         }
         let all: Vec<String> = first.iter().chain(&later).cloned().collect();
-        check_exactly_once(&h, &all).await?;
+        check_exactly_once(&h, &all, &BTreeSet::new()).await?;
         h.delete_tree("/deploy/before-00").await?;
         eventually(LIMIT, "before-00 uninstalled", || async {
             Ok(h.release("before-00").is_none().then_some(()))
         })
         .await?;
-        check_exactly_once(&h, &all[1..]).await
+        check_exactly_once(&h, &all[1..], &BTreeSet::new()).await
     }
     .await;
     with_log(result, &d)
@@ -141,7 +237,7 @@ async fn two_deployers_at_once_deploy_everything_exactly_once_and_fail_over() ->
         h.deploy(id, &dask(id, json!({}))).await?;
     }
     let result = async {
-        check_exactly_once(&h, &all).await?;
+        check_exactly_once(&h, &all, &BTreeSet::new()).await?;
         let leaders =
             a.metric("sdp_deployer_is_leader", "")? + b.metric("sdp_deployer_is_leader", "")?;
         ensure!(leaders == 1.0, "exactly one leader, found {leaders}");
@@ -166,7 +262,7 @@ async fn two_deployers_at_once_deploy_everything_exactly_once_and_fail_over() ->
         ensure!(standby.metric("sdp_deployer_is_leader", "")? == 1.0);
         let mut rest: Vec<String> = all[1..].to_vec();
         rest.push("pair-new".into());
-        check_exactly_once(&h, &rest).await
+        check_exactly_once(&h, &rest, &BTreeSet::new()).await
     }
     .await;
     let result = with_log(result, &a);

@@ -15,6 +15,9 @@ pub struct Term {
     pub guard: Guard,
     /// Cancelled when leadership is lost (another replica may already lead).
     pub lost: CancellationToken,
+    /// The etcd lease backing this term: unique to it, and gone once the term has ended
+    /// (expired or revoked), as [`Config::lease_exists`] tells anyone later.
+    pub lease: i64,
 }
 
 /// Campaign in election `name` as `identity` and run `term` for each term of
@@ -66,6 +69,7 @@ where
         let current = Term {
             guard: leadership.guard(),
             lost: lost.clone(),
+            lease: leadership.lease().id(),
         };
         {
             let body = term(current);

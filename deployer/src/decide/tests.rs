@@ -30,7 +30,19 @@ fn mem(observed: Observation) -> Memory {
     }
 }
 
+/// The lease of the current term in these tests.
+const LEASE: i64 = 0x7a;
+
 fn plan(desired: Option<&Desired>, st: Option<&DeploymentState>, memory: &Memory) -> Plan {
+    plan_in_term(desired, st, memory, Duration::from_secs(3600))
+}
+
+fn plan_in_term(
+    desired: Option<&Desired>,
+    st: Option<&DeploymentState>,
+    memory: &Memory,
+    term_age: Duration,
+) -> Plan {
     decide(&Situation {
         desired,
         state: st,
@@ -39,6 +51,10 @@ fn plan(desired: Option<&Desired>, st: Option<&DeploymentState>, memory: &Memory
         policy: &POLICY,
         now: Instant::now(),
         wall: Utc::now(),
+        term: TermInfo {
+            lease: LEASE,
+            age: term_age,
+        },
     })
 }
 
@@ -211,6 +227,72 @@ fn a_pending_release_of_another_helm_is_waited_for_until_it_is_stale() {
 }
 
 #[test]
+fn a_pending_release_left_by_an_ended_term_is_recovered_once_no_helm_of_it_can_run() {
+    // Regression (issue 11, item 5): after a restart such a release waited 335 s.
+    let d = spec("a", false);
+    let mut st = state(DeploymentStatus::Installing, "a", 1);
+    st.extra.insert(HELM_LEASE.into(), "1f".into());
+    assert_eq!(recorded_lease(Some(&st)), Some(0x1f));
+    let mut m = mem(owned(ReleaseStatus::PendingInstall, None, true));
+    let young = Duration::from_secs(2);
+    // First: is that term's lease still there?
+    assert_eq!(
+        plan_in_term(Some(&d), Some(&st), &m, young),
+        Plan::CheckLease(0x1f)
+    );
+    // Alive: someone may still run helm; wait as for any other helm.
+    m.lease_check = Some(LeaseCheck {
+        lease: 0x1f,
+        gone: false,
+    });
+    let Plan::Wait(_, Some(note)) = plan_in_term(Some(&d), Some(&st), &m, young) else {
+        panic!()
+    };
+    assert!(note.message.contains("another helm"), "{}", note.message);
+    after_wait(&mut m);
+    assert_eq!(m.lease_check, None, "asked again next time");
+    // Gone: wait only until this term is old enough, then recover.
+    m.observed = owned(ReleaseStatus::PendingInstall, None, true);
+    m.lease_check = Some(LeaseCheck {
+        lease: 0x1f,
+        gone: true,
+    });
+    let now = Instant::now();
+    let Plan::Wait(until, Some(note)) = plan_in_term(Some(&d), Some(&st), &m, young) else {
+        panic!()
+    };
+    assert!(until <= now + POLICY.busy_poll + Duration::from_secs(1));
+    assert!(note.message.contains("has ended"), "{}", note.message);
+    assert_eq!(
+        plan_in_term(Some(&d), Some(&st), &m, POLICY.dead_term_wait),
+        Plan::Recover(Recovery::Reinstall, 2)
+    );
+    // Recorded by this very term: nothing of ours runs on it now.
+    st.extra
+        .insert(HELM_LEASE.into(), format!("{LEASE:x}").into());
+    m.lease_check = None;
+    assert_eq!(
+        plan_in_term(Some(&d), Some(&st), &m, young),
+        Plan::Recover(Recovery::Reinstall, 2)
+    );
+}
+
+#[test]
+fn the_state_records_the_lease_of_a_helm_call_and_keeps_it_otherwise() {
+    let Desired::Helm(h) = spec("a", false) else {
+        unreachable!()
+    };
+    let mut report = apply_report(&h, None, ApplyKind::Install, 1, &POLICY);
+    report.helm_lease = Some(-2);
+    let st = render_state(None, &report, "sdp", Utc::now());
+    assert_eq!(st.extra[HELM_LEASE], "fffffffffffffffe");
+    assert_eq!(recorded_lease(Some(&st)), Some(-2));
+    let deployed = deployed_report(&h, Some(&st), Some(ApplyKind::Install), 1, 1);
+    let after = render_state(Some(&st), &deployed, "sdp", Utc::now());
+    assert_eq!(recorded_lease(Some(&after)), Some(-2));
+}
+
+#[test]
 fn a_foreign_release_is_never_touched() {
     let d = spec("a", false);
     let Plan::Report(r) = plan(Some(&d), None, &mem(Observation::Foreign)) else {
@@ -266,6 +348,10 @@ fn a_deleted_entry_uninstalls_its_release_then_forgets_its_state() {
         policy: &POLICY,
         now: Instant::now(),
         wall: Utc::now(),
+        term: TermInfo {
+            lease: LEASE,
+            age: Duration::ZERO,
+        },
     };
     assert_eq!(decide(&s), Plan::Forget);
     assert_eq!(plan(None, None, &mem(Observation::Absent)), Plan::Nothing);
@@ -311,6 +397,7 @@ fn rendered_states_keep_unknown_fields_and_use_rfc3339() {
     let mut prev = state(DeploymentStatus::Deployed, "a", 1);
     prev.extra.insert("pods_ready".into(), json!(2));
     let r = Report {
+        helm_lease: None,
         status: DeploymentStatus::Upgrading,
         release: Some("d".into()),
         revision: Some(1),
@@ -372,6 +459,55 @@ fn the_entry_whose_id_is_the_release_name_owns_it_and_the_others_are_told_once()
         })
     });
     assert!(others.is_empty());
+}
+
+#[test]
+fn an_entry_holding_a_release_keeps_it_against_one_whose_id_is_the_release_name() {
+    // Regression (issue 11, item 3): `Foo` maps to `foo-1cbec737`; an entry named
+    // `foo-1cbec737` came later and took the release over.
+    let entries = vec![
+        ("Foo".to_string(), item("a")),
+        ("foo-1cbec737".to_string(), item("b")),
+    ];
+    let holds = |id: &str| {
+        (id == "Foo").then(|| DeploymentState {
+            status: Some("DEPLOYED".into()),
+            release: Some("foo-1cbec737".into()),
+            ..Default::default()
+        })
+    };
+    let (owner, others) = release_owner(&entries, "foo-1cbec737", "", holds);
+    assert_eq!(owner.map(|(id, _)| id.as_str()), Some("Foo"));
+    assert_eq!(others.len(), 1);
+    assert_eq!(others[0].0.0, "foo-1cbec737");
+    assert!(
+        others[0]
+            .1
+            .message
+            .contains("already used by deployment \"Foo\""),
+        "{}",
+        others[0].1.message
+    );
+    // Once the holder's entry is gone, the other one may have the name.
+    let rest = &entries[1..];
+    let (owner, others) = release_owner(rest, "foo-1cbec737", "", |_| None);
+    assert_eq!(owner.map(|(id, _)| id.as_str()), Some("foo-1cbec737"));
+    assert!(others.is_empty());
+}
+
+#[test]
+fn a_release_made_for_another_entry_is_started_afresh_not_upgraded() {
+    let d = spec("new", false);
+    // The state of a conflict report: no release named.
+    let st = DeploymentState {
+        status: Some("FAILED".into()),
+        ..Default::default()
+    };
+    let m = mem(owned(ReleaseStatus::Deployed, Some("other"), true));
+    assert_eq!(
+        plan(Some(&d), Some(&st), &m),
+        Plan::Apply(ApplyKind::Restart, 1)
+    );
 }
 
 #[test]

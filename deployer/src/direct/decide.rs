@@ -127,6 +127,7 @@ pub(crate) fn next(
 fn report(spec: &DirectSpec, status: DeploymentStatus, attempts: u32, message: String) -> Report {
     Report {
         status,
+        helm_lease: None,
         release: None,
         revision: None,
         digest: Some(spec.digest.clone()),

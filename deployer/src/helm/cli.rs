@@ -1,15 +1,15 @@
 //! The real helm CLI (v4): releases in the cluster of the current kubeconfig.
 //!
 //! Every argument is one argv element; user data reaches helm only inside the values file
-//! (a private temporary file, mode 0600, removed after the call). The release name and
+//! (mode 0600 in the deployer's private values directory, removed after the call; see
+//! [`super::values_dir`]). The release name and
 //! chart come from [`crate::naming`] and [`crate::chart`], and positional arguments follow
 //! `--`, so nothing can be read as a flag.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +18,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::process::{self, Limits, RunError};
+use super::values_dir::ValuesDir;
 use super::{Helm, HelmError, InstallRequest, ListQuery, ReleaseInfo, ReleaseStatus, Revision};
 use crate::naming;
 
@@ -31,6 +32,7 @@ pub(crate) struct HelmCli {
     limits: Limits,
     owner: naming::Owner,
     repos_added: Mutex<HashSet<(String, String)>>,
+    values: Arc<ValuesDir>,
 }
 
 fn os(args: &[&str]) -> Vec<OsString> {
@@ -40,25 +42,6 @@ fn os(args: &[&str]) -> Vec<OsString> {
 /// A Go duration for helm's `--timeout`.
 pub(crate) fn go_duration(d: Duration) -> String {
     format!("{}ms", d.as_millis().max(1))
-}
-
-/// The values document in a private temporary file (0600), deleted when dropped.
-///
-/// # Errors
-/// The file cannot be created or written.
-pub(crate) fn values_file(values: &Value) -> Result<tempfile::NamedTempFile, HelmError> {
-    let local = |e: std::io::Error| HelmError::Local(format!("cannot write the values file: {e}"));
-    let mut file = tempfile::Builder::new()
-        .prefix("sdp-values-")
-        .suffix(".json")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .tempfile()
-        .map_err(local)?;
-    // JSON is YAML to helm, and quoting every string keeps YAML from retyping "no" or "1e3".
-    let text = serde_json::to_vec_pretty(values).map_err(|e| HelmError::Local(e.to_string()))?;
-    file.write_all(&text).map_err(local)?;
-    file.flush().map_err(local)?;
-    Ok(file)
 }
 
 #[derive(Deserialize)]
@@ -139,14 +122,29 @@ pub(crate) fn parse_history(stdout: &[u8]) -> Result<Vec<Revision>, HelmError> {
 }
 
 impl HelmCli {
-    /// Use `program` with these limits, labelling releases for `owner`.
-    pub(crate) fn new(program: PathBuf, limits: Limits, owner: naming::Owner) -> Self {
+    /// Use `program` with these limits, labelling releases for `owner` and writing values
+    /// files into `values`.
+    pub(crate) fn new(
+        program: PathBuf,
+        limits: Limits,
+        owner: naming::Owner,
+        values: Arc<ValuesDir>,
+    ) -> Self {
         HelmCli {
             program,
             limits,
             owner,
             repos_added: Mutex::new(HashSet::new()),
+            values,
         }
+    }
+
+    /// The values document in a private file (0600), deleted when dropped.
+    ///
+    /// # Errors
+    /// The file cannot be created or written.
+    pub(crate) fn values_file(&self, values: &Value) -> Result<tempfile::NamedTempFile, HelmError> {
+        self.values.write(values)
     }
 
     /// Run helm; stdout on success.
@@ -202,7 +200,7 @@ impl Helm for HelmCli {
         req: &InstallRequest<'_>,
         cancel: &CancellationToken,
     ) -> Result<i64, HelmError> {
-        let file = values_file(req.values)?;
+        let file = self.values_file(req.values)?;
         let mut args = os(&[
             "upgrade",
             "--install",
@@ -410,20 +408,5 @@ mod tests {
         assert_eq!(h.iter().map(|r| r.revision).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(h[1].status, ReleaseStatus::Deployed);
         assert!(h[1].updated.is_some());
-    }
-
-    #[test]
-    fn values_files_are_private_json() {
-        use std::os::unix::fs::PermissionsExt;
-        let v = serde_json::json!({"a": {"b": false}, "s": "no"});
-        let file = values_file(&v).unwrap();
-        let mode = std::fs::metadata(file.path()).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        let back: Value =
-            serde_json::from_str(&std::fs::read_to_string(file.path()).unwrap()).unwrap();
-        assert_eq!(back, v);
-        let path = file.path().to_path_buf();
-        drop(file);
-        assert!(!path.exists());
     }
 }

@@ -4,6 +4,7 @@
 pub(crate) mod cli;
 pub(crate) mod process;
 pub(crate) mod render;
+pub(crate) mod values_dir;
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! Running one helm command: argv elements only (never a shell), its own process group,
 //! output captured with caps, and a deadline after which the whole group gets SIGTERM,
-//! then SIGKILL.
+//! then SIGKILL. The child never sees the deployer's `SDP_*` settings (etcd credentials
+//! among them) and dies with the deployer, even when the deployer is SIGKILLed.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -101,8 +102,41 @@ async fn stop(child: &mut Child, group: Option<Pid>, grace: Duration) {
     let _ = child.wait().await;
 }
 
-/// Run `program args…` with `env` added, until it exits, `limits.timeout` passes or
-/// `cancel` fires.
+/// Variables of the deployer's environment a helm child must not see: every `SDP_*`
+/// setting (`SDP_CONFIG_PASSWORD`, `SDP_CONFIG_USERNAME`, …). helm needs none of them.
+fn withheld_env() -> impl Iterator<Item = OsString> {
+    std::env::vars_os()
+        .map(|(k, _)| k)
+        .filter(|k| k.as_encoded_bytes().starts_with(b"SDP_"))
+}
+
+/// Make the child die (SIGKILL) when the deployer dies, however it dies.
+///
+/// `kill_on_drop` and the stop path above only run while the deployer runs; after a
+/// SIGKILL of the deployer a helm child would go on working on a release that the next
+/// deployer then sees `pending-*` and cannot tell from a live call. With this, a
+/// `pending-*` release left by an ended term has no helm behind it (see
+/// `decide::Policy::dead_term_wait`). Linux delivers the signal when the *thread* that
+/// forked exits; helm calls are spawned from runtime worker threads, which live as long
+/// as the process.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and only makes two
+    // async-signal-safe system calls (prctl, getppid); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // The deployer died between fork and prctl: do not run orphaned.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other("the deployer is gone"));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Run `program args…` until it exits, `limits.timeout` passes or `cancel` fires.
 ///
 /// # Errors
 /// See [`RunError`]. A non-zero exit is not an error here: see [`Finished::status`].
@@ -119,6 +153,10 @@ pub(crate) async fn run(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
+    for key in withheld_env() {
+        cmd.env_remove(key);
+    }
+    die_with_parent(&mut cmd);
     let mut child = cmd.spawn().map_err(RunError::Spawn)?;
     let group = child
         .id()

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::cli::{HelmCli, values_file};
+use super::cli::HelmCli;
 use super::{Helm, HelmError, InstallRequest, ListQuery, ReleaseInfo, ReleaseStatus, Revision};
 use crate::naming;
 
@@ -142,7 +142,7 @@ impl Helm for RenderTarget {
                 path.display()
             )));
         }
-        let file = values_file(req.values)?;
+        let file = self.helm.values_file(req.values)?;
         let mut args: Vec<std::ffi::OsString> =
             ["template", "--namespace", req.namespace, "--values"]
                 .iter()

@@ -73,6 +73,8 @@ where
 #[derive(Debug, Clone)]
 pub struct Call {
     pub argv: Vec<String>,
+    /// Names of the variables in the environment of the call.
+    pub env: Vec<String>,
     pub values: Vec<String>,
     pub values_modes: Vec<u64>,
     pub t: u64,
@@ -191,7 +193,12 @@ impl Drop for Deployer {
 
 impl Harness {
     pub async fn start() -> Result<Harness> {
-        let etcd = EtcdServer::start()?;
+        Self::start_with(sdp_testing::EtcdOptions::default()).await
+    }
+
+    /// With an etcd started with `opts` (TLS, authentication).
+    pub async fn start_with(opts: sdp_testing::EtcdOptions) -> Result<Harness> {
+        let etcd = EtcdServer::start_with(opts)?;
         let db = Config::connect(&etcd.connection()).await?;
         Ok(Harness {
             etcd,
@@ -367,6 +374,12 @@ impl Harness {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .map(|v| Call {
                 argv: v["argv"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str().map(String::from))
+                    .collect(),
+                env: v["env"]
                     .as_array()
                     .into_iter()
                     .flatten()

@@ -6,7 +6,8 @@
 //! directory instead of a cluster. Everything lives under `$FAKE_HELM_DIR`:
 //!
 //! - `calls.jsonl`: one JSON line per call, written when the call starts:
-//!   `{"argv": [...], "values": ["<content of each -f file>"], "values_modes": [0o600],
+//!   `{"argv": [...], "env": ["<name of each environment variable>"],
+//!   "values": ["<content of each -f file>"], "values_modes": [0o600],
 //!   "t": <unix ms>, "pid": <pid>}`.
 //! - `releases/<namespace>/<name>.json`: each release (status, revision, labels, chart,
 //!   values, description, history, and `installs`: how many times it was created from

@@ -185,8 +185,14 @@ impl Fake {
                 modes.push(Value::from(mode));
             }
         }
+        // Names only: tests check what a helm child can see, not the values.
+        let mut env: Vec<String> = std::env::vars_os()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        env.sort();
         let line = json!({
             "argv": args,
+            "env": env,
             "values": values,
             "values_modes": modes,
             "t": now_ms() as u64,
