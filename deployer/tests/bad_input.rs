@@ -29,7 +29,8 @@ async fn bad_entries_get_clear_states_and_never_reach_helm_outside_the_values_fi
     let h = Harness::start().await?;
     let d = h.deployer(&[])?;
     let long_id = format!("a{}", "b".repeat(94) + "c");
-    let big = "x".repeat(1_000_000);
+    let big = "x".repeat(400_000);
+    let too_big = "x".repeat(1_000_000);
     let tricky = "a,b=c[0]\nd --set x=y; $(reboot) `id`";
     let corpus: Vec<(String, String, Expect)> = vec![
         ("dotdot".into(), helm("dotdot", json!({"chart": "../../etc"})), Expect::State("FAILED", "is not allowed")),
@@ -55,7 +56,9 @@ async fn bad_entries_get_clear_states_and_never_reach_helm_outside_the_values_fi
             Expect::Installed(json!({"scheduler": {"serviceType": tricky}}))),
         ("flag-key".into(), helm("flag-key", json!({"chart": "stable/dask", "values": {"--post-renderer": "/bin/sh", "--set": "a=b"}})),
             Expect::Installed(json!({"--post-renderer": "/bin/sh", "--set": "a=b"}))),
-        ("megabyte".into(), helm("megabyte", json!({"chart": "stable/dask", "values": {"blob": big}})), Expect::Installed(json!({"blob": big}))),
+        ("large".into(), helm("large", json!({"chart": "stable/dask", "values": {"blob": big}})), Expect::Installed(json!({"blob": big}))),
+        // Over SDP_MAX_VALUES_BYTES (512 KiB): helm's release Secret could not hold it.
+        ("megabyte".into(), helm("megabyte", json!({"chart": "stable/dask", "values": {"blob": too_big}})), Expect::State("FAILED", "values too large")),
         ("Realtime-Upper-Dask".into(), helm("Realtime-Upper-Dask", json!({"chart": "stable/dask", "values": {"worker.replicas": "2"}})),
             Expect::Installed(json!({"worker": {"replicas": 2}}))),
         (long_id.clone(), helm(&long_id, json!({"chart": "workflow", "values": {"pb_id": "x", "wf_image": "i"}})),
@@ -182,7 +185,14 @@ async fn bad_entries_get_clear_states_and_never_reach_helm_outside_the_values_fi
                 || [charts.join("dask"), charts.join("workflow")]
                     .iter()
                     .any(|c| c.to_str() == Some(arg))
-                || arg.starts_with(h.work.path().join("sdp-values-").to_str().unwrap_or("?"))
+                || (arg.starts_with(
+                    h.work
+                        .path()
+                        .join("sdp-deployer/run-")
+                        .to_str()
+                        .unwrap_or("?"),
+                ) && arg.contains("/values-")
+                    && arg.ends_with(".json"))
                 || arg
                     .strip_prefix("sdp-deployer digest=")
                     .is_some_and(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
