@@ -115,6 +115,7 @@ fn held_report(
         revision: state.and_then(|s| s.revision),
         digest: Some(digest),
         attempts: None,
+        helm_lease: None,
         message: format!(
             "release {release:?} is held by the database guard: it was {}; it is neither upgraded nor uninstalled until an operator runs `sdpcfg guard adopt` (keep it) or `sdpcfg guard prune` (remove it); see `sdpcfg guard`",
             why.describe()
