@@ -4,7 +4,7 @@
 //! description of the tool), error cases included.
 //!
 //! Each test starts its own etcd; the tool sees it only through `SDP_CONFIG_*`.
-//! The new commands (`status`, `workflows`, `process --wait`, `retry`) have no Python
+//! The new commands (`status`, `workflows`, `process --wait`, `retry`, `guard`) have no Python
 //! counterpart: their expected text is this project's own (golden text).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -16,6 +16,8 @@ mod harness;
 mod edit;
 #[path = "sdpcfg/errors.rs"]
 mod errors;
+#[path = "sdpcfg/guard.rs"]
+mod guard;
 #[path = "sdpcfg/process_deploy.rs"]
 mod process_deploy;
 #[path = "sdpcfg/process_wait.rs"]

@@ -151,6 +151,22 @@ impl Db {
             .expect("read")
     }
 
+    /// The database's identity record, created first (as the deployer does) when
+    /// `create`.
+    pub fn identity(&self, create: bool) -> Option<sdp_config::DatabaseRecord> {
+        if create {
+            return Some(
+                self.runtime
+                    .block_on(self.db.database_record_or_create(false))
+                    .expect("identity created"),
+            );
+        }
+        self.runtime
+            .block_on(self.db.database_record())
+            .expect("identity read")
+            .map(|(record, _)| record)
+    }
+
     /// Every key starting with `prefix`, down to 16 levels.
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let prefix = prefix.to_string();
