@@ -9,7 +9,7 @@ use sdp_runtime::queue::QueueMetrics;
 
 use crate::chart::ChartSources;
 use crate::decide::Policy;
-use crate::direct::{Direct, Kinds};
+use crate::direct::{Direct, Kinds, Marks};
 use crate::error::{Error, Result};
 use crate::helm::Helm;
 use crate::helm::cli::HelmCli;
@@ -116,6 +116,7 @@ pub(crate) fn setup(
     let charts = ChartSources::new(settings.charts_dir.clone(), repo_dirs, repos.clone(), oci);
     let spec = Arc::new(SpecContext {
         prefix: settings.helm_prefix.clone(),
+        config_prefix: settings.daemon.connection.prefix.clone(),
         namespace: settings.helm_namespace.clone(),
         charts,
         replace_charts: settings::parse_list(&settings.helm_replace_charts),
@@ -151,9 +152,13 @@ pub(crate) fn setup(
             dir: settings.render_dir.display().to_string(),
         },
     };
+    let direct_marks = Marks {
+        helm_prefix: settings.helm_prefix.clone(),
+        config_prefix: settings.daemon.connection.prefix.clone(),
+    };
     let direct = Arc::new(match settings.helm_target {
-        HelmTarget::Cluster => Direct::cluster(kubeconfig, &settings.helm_prefix),
-        HelmTarget::Render => Direct::render(settings.render_dir.clone(), &settings.helm_prefix),
+        HelmTarget::Cluster => Direct::cluster(kubeconfig, direct_marks),
+        HelmTarget::Render => Direct::render(settings.render_dir.clone(), direct_marks),
     });
     let helm: Arc<dyn Helm> = match settings.helm_target {
         HelmTarget::Cluster => Arc::new(cli),

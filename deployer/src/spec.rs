@@ -17,6 +17,8 @@ use crate::values;
 pub(crate) struct SpecContext {
     /// Release-name prefix.
     pub prefix: String,
+    /// Configuration prefix (`SDP_CONFIG_PREFIX`), marked on `kubernetes-direct` objects.
+    pub config_prefix: String,
     /// Target namespace.
     pub namespace: String,
     /// Allowed chart sources.
@@ -150,6 +152,7 @@ mod tests {
         let charts = ChartSources::new(dir.path().to_path_buf(), vec![], vec![], vec![]);
         let ctx = SpecContext {
             prefix: String::new(),
+            config_prefix: String::new(),
             namespace: "sdp".into(),
             charts,
             replace_charts: vec!["workflow".into()],

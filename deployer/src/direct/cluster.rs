@@ -214,7 +214,7 @@ impl Cluster {
     pub(crate) async fn apply(
         &self,
         spec: &DirectSpec,
-        prefix: &str,
+        marks: &manifest::Marks,
         stop: &CancellationToken,
     ) -> Result<(), DirectError> {
         let client = self.client(stop).await?;
@@ -223,7 +223,7 @@ impl Cluster {
         let existing = bounded("read", stop, api.get_opt(name)).await?;
         if let Some(existing) = existing {
             let existing = serde_json::to_value(&existing).unwrap_or_default();
-            if let Some(owner) = manifest::owner(&existing, prefix)
+            if let Some(owner) = manifest::owner(&existing, marks)
                 && owner != spec.deploy_id
             {
                 return Err(DirectError::Refused(format!(
@@ -247,7 +247,7 @@ impl Cluster {
         &self,
         object: &ObjectRef,
         deploy_id: &str,
-        prefix: &str,
+        marks: &manifest::Marks,
         stop: &CancellationToken,
     ) -> Result<Deleted, DirectError> {
         let client = self.client(stop).await?;
@@ -256,7 +256,7 @@ impl Cluster {
             return Ok(Deleted::AlreadyGone);
         };
         let value = serde_json::to_value(&existing).unwrap_or_default();
-        if !manifest::is_ours(&value, deploy_id, prefix) {
+        if !manifest::is_ours(&value, deploy_id, marks) {
             return Ok(Deleted::NotOurs);
         }
         match raw(
@@ -274,12 +274,12 @@ impl Cluster {
     }
 
     /// Every object of the allowed namespaced kinds in `namespace` that carries this
-    /// deployer's marks (`prefix`): `(deploy_id, object)`.
+    /// deployer's marks: `(deploy_id, object)`.
     pub(crate) async fn list_owned(
         &self,
         kinds: &Kinds,
         namespace: &str,
-        prefix: &str,
+        marks: &manifest::Marks,
         stop: &CancellationToken,
     ) -> Result<Vec<(String, ObjectRef)>, DirectError> {
         let client = self.client(stop).await?;
@@ -315,7 +315,7 @@ impl Cluster {
             for object in list {
                 let value = serde_json::to_value(&object).unwrap_or_default();
                 let (Some(id), Some(name)) = (
-                    manifest::owner(&value, prefix),
+                    manifest::owner(&value, marks),
                     object.metadata.name.clone(),
                 ) else {
                     continue;

@@ -221,6 +221,7 @@ mod tests {
             kinds: &kinds,
             namespace: "sdp",
             prefix: "",
+            config_prefix: "",
             release: "d",
         };
         check("d", args.as_object().unwrap(), rules).unwrap()

@@ -12,6 +12,20 @@ pub(crate) const DEPLOY_ID_ANNOTATION: &str = "sdp.skao.int/deploy-id";
 /// Annotation holding the deployer's prefix (`SDP_HELM_PREFIX`): two deployers with
 /// other prefixes in one namespace never delete each other's objects.
 pub(crate) const PREFIX_ANNOTATION: &str = "sdp.skao.int/deployer-prefix";
+/// Annotation holding the deployer's configuration prefix (`SDP_CONFIG_PREFIX`), absent
+/// for the empty prefix (so objects applied before it existed belong to the empty one):
+/// deployers of two configuration trees sharing a namespace and a release-name prefix
+/// never sweep each other's objects.
+pub(crate) const CONFIG_PREFIX_ANNOTATION: &str = "sdp.skao.int/config-prefix";
+
+/// Whose objects these are: a deployer's release-name prefix and configuration prefix.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Marks {
+    /// `SDP_HELM_PREFIX`.
+    pub helm_prefix: String,
+    /// `SDP_CONFIG_PREFIX`.
+    pub config_prefix: String,
+}
 
 /// Server-set metadata a manifest copied from `kubectl get -o json` may carry; applying
 /// it would make the apply conditional on a stale version (or be refused).
@@ -152,6 +166,8 @@ pub(crate) struct Rules<'a> {
     pub kinds: &'a Kinds,
     pub namespace: &'a str,
     pub prefix: &'a str,
+    /// The configuration prefix (`SDP_CONFIG_PREFIX`).
+    pub config_prefix: &'a str,
     /// The release name the deployment ID maps to (the deploy-id label's fallback).
     pub release: &'a str,
 }
@@ -221,6 +237,9 @@ pub(crate) fn check(
     let annotations = marks(&mut metadata, "annotations")?;
     annotations.insert(DEPLOY_ID_ANNOTATION.into(), deploy_id.into());
     annotations.insert(PREFIX_ANNOTATION.into(), rules.prefix.into());
+    if !rules.config_prefix.is_empty() {
+        annotations.insert(CONFIG_PREFIX_ANNOTATION.into(), rules.config_prefix.into());
+    }
     manifest.insert("metadata".into(), Value::Object(metadata));
     let manifest = Value::Object(manifest);
     let digest = hex::encode(Sha256::digest(
@@ -255,21 +274,20 @@ fn marks<'m>(
 
 /// The deployment ID a stored object is marked with by this deployer (same prefix), if
 /// any.
-pub(crate) fn owner<'v>(object: &'v Value, prefix: &str) -> Option<&'v str> {
+pub(crate) fn owner<'v>(object: &'v Value, marks: &Marks) -> Option<&'v str> {
     let meta = &object["metadata"];
+    let annotation = |key: &str| meta["annotations"][key].as_str().unwrap_or("");
     let ours = meta["labels"][MANAGED_BY_LABEL] == MANAGED_BY_VALUE
-        && meta["annotations"][PREFIX_ANNOTATION]
-            .as_str()
-            .unwrap_or("")
-            == prefix;
+        && annotation(PREFIX_ANNOTATION) == marks.helm_prefix
+        && annotation(CONFIG_PREFIX_ANNOTATION) == marks.config_prefix;
     ours.then(|| meta["annotations"][DEPLOY_ID_ANNOTATION].as_str())
         .flatten()
 }
 
 /// Whether a stored object carries the marks [`check`] adds for `deploy_id` and `prefix`
 /// (only such an object is ever deleted).
-pub(crate) fn is_ours(object: &Value, deploy_id: &str, prefix: &str) -> bool {
-    owner(object, prefix) == Some(deploy_id)
+pub(crate) fn is_ours(object: &Value, deploy_id: &str, marks: &Marks) -> bool {
+    owner(object, marks) == Some(deploy_id)
 }
 
 #[cfg(test)]
@@ -283,6 +301,7 @@ mod tests {
             kinds,
             namespace: "sdp",
             prefix: "p-",
+            config_prefix: "",
             release: "p-d",
         }
     }
@@ -324,9 +343,31 @@ mod tests {
             spec.object.to_string(),
             "ConfigMap \"c\" in namespace \"sdp\""
         );
-        assert!(is_ours(&spec.manifest, "d", "p-"));
-        assert!(!is_ours(&spec.manifest, "d", ""), "another prefix");
-        assert!(!is_ours(&spec.manifest, "e", "p-"), "another deployment");
+        let marks = |helm: &str, config: &str| Marks {
+            helm_prefix: helm.into(),
+            config_prefix: config.into(),
+        };
+        assert!(is_ours(&spec.manifest, "d", &marks("p-", "")));
+        assert!(!is_ours(&spec.manifest, "d", &marks("", "")), "another prefix");
+        assert!(
+            !is_ours(&spec.manifest, "d", &marks("p-", "/tenant1")),
+            "another configuration prefix"
+        );
+        assert!(!is_ours(&spec.manifest, "e", &marks("p-", "")), "another deployment");
+        // A deployer of configuration prefix /tenant1 marks its objects so that the
+        // deployer of the empty prefix (same release-name prefix) leaves them alone.
+        let kinds = Kinds::parse(DEFAULT_KINDS).unwrap();
+        let tenant = check(
+            "d",
+            &args(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})),
+            Rules {
+                config_prefix: "/tenant1",
+                ..rules(&kinds)
+            },
+        )
+        .unwrap();
+        assert!(is_ours(&tenant.manifest, "d", &marks("p-", "/tenant1")));
+        assert!(!is_ours(&tenant.manifest, "d", &marks("p-", "")), "the empty prefix's deployer");
         // The namespace named explicitly is the same request.
         let mut b = a.clone();
         b["metadata"]["namespace"] = json!("sdp");

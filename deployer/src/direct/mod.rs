@@ -35,7 +35,7 @@ pub(crate) use decide::Applied;
 pub use manifest::DEFAULT_KINDS;
 #[cfg(test)]
 pub(crate) use manifest::ObjectRef;
-pub(crate) use manifest::{DirectSpec, Kinds};
+pub(crate) use manifest::{DirectSpec, Kinds, Marks};
 pub(crate) use sweep::Sweep;
 
 use crate::decide::{Memory, already_reported};
@@ -59,24 +59,24 @@ enum Target {
 #[derive(Debug)]
 pub(crate) struct Direct {
     target: Target,
-    prefix: String,
+    marks: manifest::Marks,
 }
 
 impl Direct {
     /// Objects applied to the cluster of `kubeconfig` (one file), or of the environment
     /// (`KUBECONFIG`, the pod's service account) when `None`.
-    pub(crate) fn cluster(kubeconfig: Option<PathBuf>, prefix: &str) -> Self {
+    pub(crate) fn cluster(kubeconfig: Option<PathBuf>, marks: manifest::Marks) -> Self {
         Direct {
             target: Target::Cluster(Cluster::new(kubeconfig)),
-            prefix: prefix.to_string(),
+            marks,
         }
     }
 
     /// Objects written into `dir` (the render target).
-    pub(crate) fn render(dir: PathBuf, prefix: &str) -> Self {
+    pub(crate) fn render(dir: PathBuf, marks: manifest::Marks) -> Self {
         Direct {
             target: Target::Render(dir),
-            prefix: prefix.to_string(),
+            marks,
         }
     }
 
@@ -89,7 +89,7 @@ impl Direct {
     ) -> Result<String, DirectError> {
         match &self.target {
             Target::Cluster(c) => {
-                c.apply(spec, &self.prefix, stop).await?;
+                c.apply(spec, &self.marks, stop).await?;
                 Ok(format!(
                     "applied {} (server-side apply, field manager {})",
                     spec.object,
@@ -127,7 +127,7 @@ impl Direct {
     ) -> Result<Deleted, DirectError> {
         match &self.target {
             Target::Cluster(c) => {
-                c.delete(&applied.object, &applied.deploy_id, &self.prefix, stop)
+                c.delete(&applied.object, &applied.deploy_id, &self.marks, stop)
                     .await
             }
             // The rendered file is the release's: removed as any rendered release is
@@ -145,6 +145,7 @@ impl SpecContext {
             kinds: &self.direct_kinds,
             namespace: &self.namespace,
             prefix: &self.prefix,
+            config_prefix: &self.config_prefix,
             release: &release,
         };
         match manifest::check(deploy_id, args, rules) {
@@ -297,6 +298,7 @@ mod tests {
     fn kubernetes_direct_entries_become_checked_specs_or_refusals() {
         let ctx = SpecContext {
             prefix: "p-".into(),
+            config_prefix: String::new(),
             namespace: "sdp".into(),
             direct_kinds: Kinds::parse(DEFAULT_KINDS).unwrap(),
             ..SpecContext::default()

@@ -76,7 +76,7 @@ impl Sweep {
                     .list_owned(
                         &self.spec.direct_kinds,
                         &self.spec.namespace,
-                        &self.direct.prefix,
+                        &self.direct.marks,
                         &stop,
                     )
                     .await;
