@@ -22,7 +22,7 @@ use etcd_client::{
 };
 use futures::future::BoxFuture;
 
-use crate::client::Config;
+use crate::client::{Config, Retry};
 use crate::error::{Error, Result};
 use crate::path::{self, MAX_DEPTH, prefix_end};
 
@@ -280,10 +280,13 @@ impl Txn {
         if let Some((rev, value)) = self.reads.get(&key) {
             return Ok(value.clone().map(|v| (v, *rev)));
         }
-        let mut kv = self.db.kv();
+        let opts = self.get_options();
         let resp = self
             .db
-            .request("get", kv.get(key.clone(), Some(self.get_options())))
+            .request("get", Retry::Idempotent, |mut c| {
+                let (key, opts) = (key.clone(), opts.clone());
+                async move { c.kv.get(key, Some(opts)).await }
+            })
             .await?;
         self.set_revision(resp.header());
         let found = resp.kvs().first().map(|kv| {
@@ -311,10 +314,12 @@ impl Txn {
             if keys_only {
                 opts = opts.with_keys_only();
             }
-            let mut kv = self.db.kv();
             let resp = self
                 .db
-                .request("list", kv.get(from.clone(), Some(opts)))
+                .request("list", Retry::Idempotent, |mut c| {
+                    let (from, opts) = (from.clone(), opts.clone());
+                    async move { c.kv.get(from, Some(opts)).await }
+                })
                 .await?;
             self.set_revision(resp.header());
             for item in resp.kvs() {
@@ -631,8 +636,18 @@ impl Txn {
             .when(compares)
             .and_then(txn_ops)
             .or_else(on_failure);
-        let mut kv = self.db.kv();
-        let resp = self.db.request("txn", kv.txn(txn)).await?;
+        let sent = self
+            .db
+            .request("txn", Retry::Once, |mut c| {
+                let txn = txn.clone();
+                async move { c.kv.txn(txn).await }
+            })
+            .await;
+        let resp = match sent {
+            Ok(resp) => resp,
+            Err(e) if outcome_unknown(&e) => return self.resolve(e, reads).await,
+            Err(e) => return Err(e),
+        };
         if resp.succeeded() {
             self.db.count_commit();
             let revision = resp.header().map_or(0, |h| h.revision());
@@ -648,10 +663,12 @@ impl Txn {
             }
         }
         for guard in &self.guards {
-            let mut kv = self.db.kv();
             let resp = self
                 .db
-                .request("get", kv.get(guard.key.clone(), None))
+                .request("get", Retry::Idempotent, |mut c| {
+                    let key = guard.key.clone();
+                    async move { c.kv.get(key, None).await }
+                })
                 .await?;
             if resp.kvs().first().map(|kv| kv.create_revision()) != Some(guard.create_revision) {
                 return Err(Error::NotLeader {
@@ -660,6 +677,98 @@ impl Txn {
             }
         }
         Err(Error::Conflict)
+    }
+
+    /// The commit request failed in a way that leaves its outcome unknown (the member
+    /// died or timed out after it may have been applied). Sending it again could apply
+    /// it twice: a transaction whose compares do not cover its own writes (a blind
+    /// `put` conditional on another key) would succeed again. So read back, at one
+    /// revision and from whichever member answers, every key it writes:
+    ///
+    /// - each put key holds this transaction's value (and lease), each deleted key and
+    ///   range is empty: the writes are in place. Reported as committed, at the
+    ///   revision of the put keys (the read's revision for deletes only).
+    /// - otherwise the commit did not happen, or was overwritten since: reported as
+    ///   [`Error::Conflict`], so [`Config::transact`] re-runs the body on fresh data,
+    ///   whose reads and compares see the current state.
+    ///
+    /// If the database already held exactly these values, a commit whose compares
+    /// failed is also reported as committed; no write differs from what is stored.
+    /// If no member answers the read, the original error is returned.
+    async fn resolve(&self, original: Error, reads: ReadSet) -> Result<Committed> {
+        self.db.count_unknown_commit();
+        let mut ops: Vec<TxnOp> = self
+            .writes
+            .keys()
+            .map(|k| TxnOp::get(k.clone(), None))
+            .collect();
+        ops.extend(self.range_deletes.iter().map(|(start, end)| {
+            TxnOp::get(
+                start.clone(),
+                Some(GetOptions::new().with_range(end.clone()).with_count_only()),
+            )
+        }));
+        let read = EtcdTxn::new().and_then(ops);
+        let resp = match self
+            .db
+            .request("txn", Retry::Idempotent, |mut c| {
+                let read = read.clone();
+                async move { c.kv.txn(read).await }
+            })
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::warn!(error = %e, "commit outcome unknown and cannot be read back");
+                return Err(original);
+            }
+        };
+        let mut in_place = true;
+        let mut revision = 0;
+        for (write, op) in self
+            .writes
+            .values()
+            .map(Some)
+            .chain(self.range_deletes.iter().map(|_| None))
+            .zip(resp.op_responses())
+        {
+            let etcd_client::TxnOpResponse::Get(get) = op else {
+                in_place = false;
+                break;
+            };
+            let found = get.kvs().first();
+            in_place &= match (write, found) {
+                (Some(Write::Put { value, lease }), Some(kv)) => {
+                    revision = revision.max(kv.mod_revision());
+                    kv.value() == value.as_bytes() && kv.lease() == lease.unwrap_or(0)
+                }
+                (Some(Write::Put { .. }), None) => false,
+                (Some(Write::Delete), found) => found.is_none(),
+                (None, _) => get.count() == 0,
+            };
+        }
+        if !in_place {
+            tracing::info!(error = %original, "commit outcome unknown and its writes are not in place: running the transaction again");
+            return Err(Error::Conflict);
+        }
+        if revision == 0 {
+            revision = resp.header().map_or(0, |h| h.revision());
+        }
+        tracing::info!(error = %original, revision, "commit outcome was unknown; its writes are in place");
+        self.db.count_commit();
+        Ok(Committed { revision, reads })
+    }
+}
+
+/// True when a commit may or may not have been applied: the member failed, or no
+/// answer came in time.
+fn outcome_unknown(e: &Error) -> bool {
+    match e {
+        Error::RequestFailed { source, .. } => {
+            crate::client::is_member_failure(source)
+                || matches!(source, etcd_client::Error::Internal(m) if m.starts_with("no answer within"))
+        }
+        _ => false,
     }
 }
 
