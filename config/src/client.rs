@@ -13,8 +13,9 @@
 //!
 //! - reads, lease and election requests are sent again to the new member, with a short
 //!   backoff, until they succeed or the request's timeout is used up;
-//! - a transaction commit is never sent twice: its outcome is unknown, so
-//!   [`crate::Txn::commit`] reads back what it wrote to decide (see there);
+//! - a transaction commit cut off in flight is not simply sent again (it might have
+//!   been applied): [`crate::Txn::commit`] reads back what it writes and sends it again
+//!   only when that shows it was not applied (see there);
 //! - watches and lease keep-alives notice their stream breaking and start again on
 //!   the new member, from the next revision not yet delivered.
 //!

@@ -636,17 +636,38 @@ impl Txn {
             .when(compares)
             .and_then(txn_ops)
             .or_else(on_failure);
-        let sent = self
-            .db
-            .request("txn", Retry::Once, |mut c| {
-                let txn = txn.clone();
-                async move { c.kv.txn(txn).await }
-            })
-            .await;
-        let resp = match sent {
-            Ok(resp) => resp,
-            Err(e) if outcome_unknown(&e) => return self.resolve(e, reads).await,
-            Err(e) => return Err(e),
+        let mut rounds = 0;
+        let resp = loop {
+            rounds += 1;
+            let sent = self
+                .db
+                .request("txn", Retry::Once, |mut c| {
+                    let txn = txn.clone();
+                    async move { c.kv.txn(txn).await }
+                })
+                .await;
+            let error = match sent {
+                Ok(resp) => break resp,
+                Err(e) if outcome_unknown(&e) => e,
+                Err(e) => return Err(e),
+            };
+            match self.resolve(&error).await {
+                Resolution::Committed(revision) => {
+                    self.db.count_commit();
+                    return Ok(Committed { revision, reads });
+                }
+                Resolution::NotApplied if rounds < MAX_RESENDS => {
+                    tracing::info!(error = %error, "commit outcome unknown and not applied: sending it again");
+                    tokio::time::sleep(crate::backoff::delay(
+                        Duration::from_millis(20),
+                        Duration::from_millis(500),
+                        rounds,
+                    ))
+                    .await;
+                }
+                Resolution::Changed => return Err(Error::Conflict),
+                Resolution::NotApplied | Resolution::Unknown => return Err(error),
+            }
         };
         if resp.succeeded() {
             self.db.count_commit();
@@ -680,22 +701,29 @@ impl Txn {
     }
 
     /// The commit request failed in a way that leaves its outcome unknown (the member
-    /// died or timed out after it may have been applied). Sending it again could apply
-    /// it twice: a transaction whose compares do not cover its own writes (a blind
-    /// `put` conditional on another key) would succeed again. So read back, at one
-    /// revision and from whichever member answers, every key it writes:
+    /// died or timed out after it may have been applied). Sending it blindly again could
+    /// apply it twice (a `put` not covered by a compare would succeed again), and calling
+    /// it a conflict would be a lie to callers that wait for the change a conflict
+    /// implies. So read back, at one revision and from whichever member answers, every
+    /// key it writes, and use that a transaction applies all its writes at one new
+    /// revision or none:
     ///
-    /// - each put key holds this transaction's value (and lease), each deleted key and
-    ///   range is empty: the writes are in place. Reported as committed, at the
-    ///   revision of the put keys (the read's revision for deletes only).
-    /// - otherwise the commit did not happen, or was overwritten since: reported as
-    ///   [`Error::Conflict`], so [`Config::transact`] re-runs the body on fresh data,
-    ///   whose reads and compares see the current state.
+    /// - a written key this transaction read (or assumed, or created blindly) still
+    ///   has the `mod_revision` it was read at, or is still absent when it was absent
+    ///   and this writes it: not applied. [`Txn::commit`] sends it again (its compares
+    ///   decide, as for any commit).
+    /// - otherwise, every put key holds this transaction's value and lease, every
+    ///   deleted key and range is empty: applied. Committed, at the revision of the put
+    ///   keys (the read's revision when it only deletes).
+    /// - otherwise a key it read and writes was changed by another writer since:
+    ///   [`Error::Conflict`], as the compare on that key would now fail.
+    /// - otherwise (only blind puts, overwritten): unknown; the original error.
     ///
-    /// If the database already held exactly these values, a commit whose compares
-    /// failed is also reported as committed; no write differs from what is stored.
-    /// If no member answers the read, the original error is returned.
-    async fn resolve(&self, original: Error, reads: ReadSet) -> Result<Committed> {
+    /// # Guarantees
+    /// A commit is never applied twice, except when another writer deletes a key this
+    /// transaction created within the moment between the cut-off commit and the read
+    /// back (the key then looks never created, and is created again).
+    async fn resolve(&self, original: &Error) -> Resolution {
         self.db.count_unknown_commit();
         let mut ops: Vec<TxnOp> = self
             .writes
@@ -719,45 +747,73 @@ impl Txn {
         {
             Ok(resp) => resp,
             Err(e) => {
-                tracing::warn!(error = %e, "commit outcome unknown and cannot be read back");
-                return Err(original);
+                tracing::warn!(error = %e, original = %original, "commit outcome unknown and cannot be read back");
+                return Resolution::Unknown;
             }
         };
+        let mut untouched = false;
         let mut in_place = true;
+        let mut covered = false;
         let mut revision = 0;
-        for (write, op) in self
+        let writes = self
             .writes
-            .values()
+            .iter()
             .map(Some)
-            .chain(self.range_deletes.iter().map(|_| None))
-            .zip(resp.op_responses())
-        {
+            .chain(self.range_deletes.iter().map(|_| None));
+        for (write, op) in writes.zip(resp.op_responses()) {
             let etcd_client::TxnOpResponse::Get(get) = op else {
-                in_place = false;
-                break;
+                return Resolution::Unknown;
             };
             let found = get.kvs().first();
+            let Some((key, write)) = write else {
+                in_place &= get.count() == 0;
+                continue;
+            };
+            if let Some((read_rev, _)) = self.reads.get(key) {
+                covered = true;
+                untouched |= match found {
+                    Some(kv) => *read_rev != 0 && kv.mod_revision() == *read_rev,
+                    None => *read_rev == 0 && matches!(write, Write::Put { .. }),
+                };
+            }
             in_place &= match (write, found) {
-                (Some(Write::Put { value, lease }), Some(kv)) => {
+                (Write::Put { value, lease }, Some(kv)) => {
                     revision = revision.max(kv.mod_revision());
                     kv.value() == value.as_bytes() && kv.lease() == lease.unwrap_or(0)
                 }
-                (Some(Write::Put { .. }), None) => false,
-                (Some(Write::Delete), found) => found.is_none(),
-                (None, _) => get.count() == 0,
+                (Write::Put { .. }, None) => false,
+                (Write::Delete, found) => found.is_none(),
             };
         }
-        if !in_place {
-            tracing::info!(error = %original, "commit outcome unknown and its writes are not in place: running the transaction again");
-            return Err(Error::Conflict);
+        if untouched {
+            Resolution::NotApplied
+        } else if in_place {
+            if revision == 0 {
+                revision = resp.header().map_or(0, |h| h.revision());
+            }
+            tracing::info!(error = %original, revision, "commit outcome was unknown; it was applied");
+            Resolution::Committed(revision)
+        } else if covered {
+            Resolution::Changed
+        } else {
+            Resolution::Unknown
         }
-        if revision == 0 {
-            revision = resp.header().map_or(0, |h| h.revision());
-        }
-        tracing::info!(error = %original, revision, "commit outcome was unknown; its writes are in place");
-        self.db.count_commit();
-        Ok(Committed { revision, reads })
     }
+}
+
+/// Times a commit whose outcome was unknown, and found not applied, is sent.
+const MAX_RESENDS: u32 = 5;
+
+/// What reading back a commit cut off in flight showed.
+enum Resolution {
+    /// Applied, at this revision.
+    Committed(i64),
+    /// Not applied: safe to send again.
+    NotApplied,
+    /// Another writer changed a key it read and writes: a conflict.
+    Changed,
+    /// Cannot tell.
+    Unknown,
 }
 
 /// True when a commit may or may not have been applied: the member failed, or no
