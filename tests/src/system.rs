@@ -97,7 +97,7 @@ pub struct System {
 /// The system's etcd: one server, or a cluster.
 pub enum Etcd {
     /// A lone server.
-    One(EtcdServer),
+    One(Box<EtcdServer>),
     /// A cluster, and the host list processes are given.
     Cluster {
         /// The members (behind a lock so that a test can kill one through `&System`).
@@ -112,7 +112,9 @@ pub enum Etcd {
 impl Etcd {
     fn start(members: usize) -> Result<Etcd> {
         if members <= 1 {
-            return Ok(Etcd::One(EtcdServer::start().context("cannot start etcd")?));
+            return Ok(Etcd::One(Box::new(
+                EtcdServer::start().context("cannot start etcd")?,
+            )));
         }
         let cluster = EtcdCluster::start(members).context("cannot start an etcd cluster")?;
         let first = cluster.leader()?;
