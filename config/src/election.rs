@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::client::Config;
+use crate::client::{Broken, Config, Retry};
 use crate::error::{Error, Result};
 use crate::lease::Lease;
 use crate::txn::Guard;
@@ -94,15 +94,31 @@ impl Election {
         cancel: &CancellationToken,
     ) -> Result<Leadership> {
         let lease = self.db.grant_lease(ttl).await?;
-        let mut client = self.db.client();
+        let conn = match self.db.conn().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let _ = lease.revoke().await;
+                return Err(e);
+            }
+        };
+        let mut client = conn.client.clone();
+        // Campaigning waits (without a timeout) until this candidate leads. If the member
+        // fails meanwhile, the lease is revoked (its candidate key with it) and the next
+        // try campaigns on another member.
         let outcome = tokio::select! {
             () = cancel.cancelled() => None,
             () = lease.lost() => Some(Err(Error::LeaseLost { id: lease.id(), reason: "expired while campaigning".into() })),
-            r = client.campaign(self.raw_name.clone(), value.as_bytes().to_vec(), lease.id()) => Some(r.map_err(|source| Error::RequestFailed {
-                operation: "campaign",
-                endpoint: self.db.endpoint().to_string(),
-                source,
-            })),
+            r = client.campaign(self.raw_name.clone(), value.as_bytes().to_vec(), lease.id()) => Some(match r {
+                Ok(resp) => Ok(resp),
+                Err(source) => {
+                    self.db.recover(&conn, Broken::Error(&source)).await;
+                    Err(Error::RequestFailed {
+                        operation: "campaign",
+                        endpoint: self.db.current_endpoint().to_string(),
+                        source,
+                    })
+                }
+            }),
         };
         let resp = match outcome {
             None => {
@@ -148,10 +164,12 @@ impl Election {
     /// # Errors
     /// A request failure other than "no leader".
     pub async fn leader(&self) -> Result<Option<String>> {
-        let mut client = self.db.client();
         match self
             .db
-            .request("leader", client.leader(self.raw_name.clone()))
+            .request("leader", Retry::Idempotent, |mut c| {
+                let name = self.raw_name.clone();
+                async move { c.client.leader(name).await }
+            })
             .await
         {
             Ok(resp) => Ok(resp
@@ -199,24 +217,46 @@ impl Election {
                 if let Ok(value) = election.leader().await {
                     publish(value);
                 }
-                let mut client = election.db.client();
                 let opts = WatchOptions::new()
                     .with_range(end.clone())
                     .with_start_revision(from);
-                if let Ok(mut stream) = client.watch(prefix.clone(), Some(opts)).await {
-                    backoff.reset();
-                    loop {
-                        tokio::select! {
-                            () = tx.closed() => return,
-                            m = stream.message() => match m {
-                                Ok(Some(resp)) if resp.compact_revision() == 0 => {
-                                    if !resp.events().is_empty()
-                                        && let Ok(value) = election.leader().await {
+                if let Ok(conn) = election.db.conn().await {
+                    let mut client = conn.client.clone();
+                    match client.watch(prefix.clone(), Some(opts)).await {
+                        Err(e) => election.db.recover(&conn, Broken::Error(&e)).await,
+                        Ok(mut stream) => {
+                            backoff.reset();
+                            loop {
+                                let m = tokio::select! {
+                                    () = tx.closed() => return,
+                                    m = stream.message() => m,
+                                };
+                                match m {
+                                    Ok(Some(resp)) if resp.canceled() => {
+                                        election
+                                            .db
+                                            .recover(&conn, Broken::Cancelled(resp.cancel_reason()))
+                                            .await;
+                                        break;
+                                    }
+                                    Ok(Some(resp)) if resp.compact_revision() == 0 => {
+                                        if !resp.events().is_empty()
+                                            && let Ok(value) = election.leader().await
+                                        {
                                             publish(value);
                                         }
+                                    }
+                                    Ok(Some(_)) => break,
+                                    Ok(None) => {
+                                        election.db.recover(&conn, Broken::Ended).await;
+                                        break;
+                                    }
+                                    Err(e) => {
+                                        election.db.recover(&conn, Broken::Error(&e)).await;
+                                        break;
+                                    }
                                 }
-                                _ => break,
-                            },
+                            }
                         }
                     }
                 }
@@ -263,20 +303,17 @@ impl Leadership {
     /// A request failure (leadership then ends with the lease TTL).
     pub async fn resign(self) -> Result<()> {
         self.stop.cancel();
-        let mut client = self.election.db.client();
         let opts = ResignOptions::new().with_leader(self.leader.clone());
         let result = self
             .election
             .db
-            .request("resign", client.resign(Some(opts)))
+            .request("resign", Retry::Idempotent, |mut c| {
+                let opts = opts.clone();
+                async move { c.client.resign(Some(opts)).await }
+            })
             .await
             .map(|_| ());
-        let mut client = self.election.db.client();
-        let _ = self
-            .election
-            .db
-            .request("lease revoke", client.lease_revoke(self.lease.id()))
-            .await;
+        let _ = self.election.db.revoke_lease(self.lease.id()).await;
         result
     }
 }
@@ -292,44 +329,71 @@ async fn watch_leadership(
     let mut from = rev + 1;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
-        let mut client = db.client();
         let opts = WatchOptions::new().with_start_revision(from);
-        let stream = tokio::select! {
+        let conn = tokio::select! {
             () = stop.cancelled() => return,
-            _ = lease_lost.wait_for(|l| *l) => { let _ = lost.send(true); return; }
-            s = client.watch(key.clone(), Some(opts)) => s,
+            c = db.conn() => c,
         };
-        if let Ok(mut stream) = stream {
-            loop {
-                let msg = tokio::select! {
-                    () = stop.cancelled() => return,
-                    _ = lease_lost.wait_for(|l| *l) => { let _ = lost.send(true); return; }
-                    m = stream.message() => m,
-                };
-                let Ok(Some(resp)) = msg else { break };
-                if resp.compact_revision() > 0 {
-                    // Cannot tell what happened in between: check the key directly.
-                    let mut kv = db.kv();
-                    let gone = match kv.get(key.clone(), None).await {
-                        Ok(r) => r.kvs().first().map(|k| k.create_revision()) != Some(rev),
-                        Err(_) => false,
+        if let Ok(conn) = conn {
+            let mut client = conn.client.clone();
+            let stream = tokio::select! {
+                () = stop.cancelled() => return,
+                _ = lease_lost.wait_for(|l| *l) => { let _ = lost.send(true); return; }
+                s = client.watch(key.clone(), Some(opts)) => s,
+            };
+            match stream {
+                Err(e) => db.recover(&conn, Broken::Error(&e)).await,
+                Ok(mut stream) => loop {
+                    let msg = tokio::select! {
+                        () = stop.cancelled() => return,
+                        _ = lease_lost.wait_for(|l| *l) => { let _ = lost.send(true); return; }
+                        m = stream.message() => m,
                     };
-                    if gone {
-                        let _ = lost.send(true);
-                        return;
+                    let resp = match msg {
+                        Ok(Some(resp)) => resp,
+                        Ok(None) => {
+                            db.recover(&conn, Broken::Ended).await;
+                            break;
+                        }
+                        Err(e) => {
+                            db.recover(&conn, Broken::Error(&e)).await;
+                            break;
+                        }
+                    };
+                    if resp.canceled() {
+                        db.recover(&conn, Broken::Cancelled(resp.cancel_reason()))
+                            .await;
+                        break;
                     }
-                    break;
-                }
-                for ev in resp.events() {
-                    if let Some(kv) = ev.kv() {
-                        from = from.max(kv.mod_revision() + 1);
+                    if resp.compact_revision() > 0 {
+                        // Cannot tell what happened in between: check the key directly.
+                        let read = db
+                            .request("get", Retry::Idempotent, |mut c| {
+                                let key = key.clone();
+                                async move { c.kv.get(key, None).await }
+                            })
+                            .await;
+                        let gone = match read {
+                            Ok(r) => r.kvs().first().map(|k| k.create_revision()) != Some(rev),
+                            Err(_) => false,
+                        };
+                        if gone {
+                            let _ = lost.send(true);
+                            return;
+                        }
+                        break;
                     }
-                    if ev.event_type() == EventType::Delete {
-                        tracing::warn!("leadership lost: leader key deleted");
-                        let _ = lost.send(true);
-                        return;
+                    for ev in resp.events() {
+                        if let Some(kv) = ev.kv() {
+                            from = from.max(kv.mod_revision() + 1);
+                        }
+                        if ev.event_type() == EventType::Delete {
+                            tracing::warn!("leadership lost: leader key deleted");
+                            let _ = lost.send(true);
+                            return;
+                        }
                     }
-                }
+                },
             }
         }
         tokio::select! {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::Config;
+use crate::client::{Broken, Config, Retry};
 use crate::error::{Error, Result};
 
 /// Default TTL of owner claims, as in the Python tools.
@@ -36,9 +36,10 @@ impl Config {
     /// A request failure.
     pub async fn grant_lease(&self, ttl: Duration) -> Result<Lease> {
         let secs = ttl.as_secs().max(2) as i64;
-        let mut client = self.client();
         let resp = self
-            .request("lease grant", client.lease_grant(secs, None))
+            .request("lease grant", Retry::Idempotent, |mut c| async move {
+                c.client.lease_grant(secs, None).await
+            })
             .await?;
         let id = resp.id();
         let ttl = Duration::from_secs(secs as u64);
@@ -62,11 +63,12 @@ impl Config {
     /// # Errors
     /// A request failure.
     pub async fn lease_exists(&self, id: i64) -> Result<bool> {
-        let mut client = self.client();
-        match self
-            .request("lease time-to-live", client.lease_time_to_live(id, None))
-            .await
-        {
+        let answer = self
+            .request("lease time-to-live", Retry::Idempotent, |mut c| async move {
+                c.client.lease_time_to_live(id, None).await
+            })
+            .await;
+        match answer {
             // etcd answers TTL -1 for a lease it does not know.
             Ok(resp) => Ok(resp.ttl() > 0),
             Err(Error::RequestFailed { source, .. })
@@ -75,6 +77,23 @@ impl Config {
                 Ok(false)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Revoke a lease (an already expired one is not an error).
+    pub(crate) async fn revoke_lease(&self, id: i64) -> Result<()> {
+        let revoked = self
+            .request("lease revoke", Retry::Idempotent, |mut c| async move {
+                c.client.lease_revoke(id).await
+            })
+            .await;
+        match revoked {
+            // Sent again after a member failure, a revoke that was applied finds no lease.
+            Err(Error::RequestFailed {
+                source: etcd_client::Error::GRpcStatus(s),
+                ..
+            }) if s.message().contains("lease not found") => Ok(()),
+            other => other.map(|_| ()),
         }
     }
 }
@@ -112,11 +131,7 @@ impl Lease {
     /// A request failure (the keys then vanish at the end of the TTL anyway).
     pub async fn revoke(self) -> Result<()> {
         self.stop.cancel();
-        let mut client = self.db.client();
-        self.db
-            .request("lease revoke", client.lease_revoke(self.id))
-            .await
-            .map(|_| ())
+        self.db.revoke_lease(self.id).await
     }
 
     /// An error describing the loss, for callers that must stop.
@@ -137,7 +152,12 @@ async fn keep_alive(
 ) {
     let period = ttl / 3;
     let mut last_ok = Instant::now();
-    let mut stream: Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)> = None;
+    type Stream = (
+        crate::client::Conn,
+        etcd_client::LeaseKeeper,
+        etcd_client::LeaseKeepAliveStream,
+    );
+    let mut stream: Option<Stream> = None;
     loop {
         if last_ok.elapsed() >= ttl {
             tracing::warn!(lease = id, "lease expired: not refreshed within its TTL");
@@ -145,14 +165,28 @@ async fn keep_alive(
             return;
         }
         if stream.is_none() {
-            let mut client = db.client();
-            stream = match tokio::time::timeout(period, client.lease_keep_alive(id)).await {
-                Ok(Ok(s)) => Some(s),
+            // A member that does not answer within a third of the TTL is given up on,
+            // so that two more tries (on the next members) fit in before the lease expires.
+            stream = match tokio::time::timeout(period, db.conn()).await {
+                Ok(Ok(conn)) => {
+                    let mut client = conn.client.clone();
+                    match tokio::time::timeout(period, client.lease_keep_alive(id)).await {
+                        Ok(Ok((keeper, responses))) => Some((conn, keeper, responses)),
+                        Ok(Err(e)) => {
+                            db.recover(&conn, Broken::Error(&e)).await;
+                            None
+                        }
+                        Err(_) => {
+                            db.recover(&conn, Broken::Ended).await;
+                            None
+                        }
+                    }
+                }
                 _ => None,
             };
         }
         let mut refreshed = false;
-        if let Some((keeper, responses)) = stream.as_mut() {
+        if let Some((conn, keeper, responses)) = stream.as_mut() {
             let exchange = async {
                 keeper.keep_alive().await?;
                 responses.message().await
@@ -164,7 +198,14 @@ async fn keep_alive(
                     let _ = lost.send(true);
                     return;
                 }
-                _ => stream = None,
+                Ok(Err(e)) => {
+                    db.recover(conn, Broken::Error(&e)).await;
+                    stream = None;
+                }
+                Ok(Ok(None)) | Err(_) => {
+                    db.recover(conn, Broken::Ended).await;
+                    stream = None;
+                }
             }
         }
         if refreshed {

@@ -27,6 +27,6 @@ pub use database::DatabaseRecord;
 pub use election::{Election, Leadership};
 pub use error::{Error, Result};
 pub use lease::{DEFAULT_TTL, Lease};
-pub use settings::{ConnectionSettings, Protocol};
+pub use settings::{ConnectionSettings, Member, Protocol};
 pub use txn::{Committed, Guard, MAX_ATTEMPTS, MAX_COMPARES, MAX_TXN_OPS, ReadSet, Txn, TxnFuture};
 pub use watch::{Entry, Watch, WatchEvent};

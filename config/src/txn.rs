@@ -22,7 +22,7 @@ use etcd_client::{
 };
 use futures::future::BoxFuture;
 
-use crate::client::Config;
+use crate::client::{Config, Retry};
 use crate::error::{Error, Result};
 use crate::path::{self, MAX_DEPTH, prefix_end};
 
@@ -280,10 +280,13 @@ impl Txn {
         if let Some((rev, value)) = self.reads.get(&key) {
             return Ok(value.clone().map(|v| (v, *rev)));
         }
-        let mut kv = self.db.kv();
+        let opts = self.get_options();
         let resp = self
             .db
-            .request("get", kv.get(key.clone(), Some(self.get_options())))
+            .request("get", Retry::Idempotent, |mut c| {
+                let (key, opts) = (key.clone(), opts.clone());
+                async move { c.kv.get(key, Some(opts)).await }
+            })
             .await?;
         self.set_revision(resp.header());
         let found = resp.kvs().first().map(|kv| {
@@ -311,10 +314,12 @@ impl Txn {
             if keys_only {
                 opts = opts.with_keys_only();
             }
-            let mut kv = self.db.kv();
             let resp = self
                 .db
-                .request("list", kv.get(from.clone(), Some(opts)))
+                .request("list", Retry::Idempotent, |mut c| {
+                    let (from, opts) = (from.clone(), opts.clone());
+                    async move { c.kv.get(from, Some(opts)).await }
+                })
                 .await?;
             self.set_revision(resp.header());
             for item in resp.kvs() {
@@ -631,8 +636,39 @@ impl Txn {
             .when(compares)
             .and_then(txn_ops)
             .or_else(on_failure);
-        let mut kv = self.db.kv();
-        let resp = self.db.request("txn", kv.txn(txn)).await?;
+        let mut rounds = 0;
+        let resp = loop {
+            rounds += 1;
+            let sent = self
+                .db
+                .request("txn", Retry::Once, |mut c| {
+                    let txn = txn.clone();
+                    async move { c.kv.txn(txn).await }
+                })
+                .await;
+            let error = match sent {
+                Ok(resp) => break resp,
+                Err(e) if outcome_unknown(&e) => e,
+                Err(e) => return Err(e),
+            };
+            match self.resolve(&error).await {
+                Resolution::Committed(revision) => {
+                    self.db.count_commit();
+                    return Ok(Committed { revision, reads });
+                }
+                Resolution::NotApplied if rounds < MAX_RESENDS => {
+                    tracing::info!(error = %error, "commit outcome unknown and not applied: sending it again");
+                    tokio::time::sleep(crate::backoff::delay(
+                        Duration::from_millis(20),
+                        Duration::from_millis(500),
+                        rounds,
+                    ))
+                    .await;
+                }
+                Resolution::Changed => return Err(Error::Conflict),
+                Resolution::NotApplied | Resolution::Unknown => return Err(error),
+            }
+        };
         if resp.succeeded() {
             self.db.count_commit();
             let revision = resp.header().map_or(0, |h| h.revision());
@@ -648,10 +684,12 @@ impl Txn {
             }
         }
         for guard in &self.guards {
-            let mut kv = self.db.kv();
             let resp = self
                 .db
-                .request("get", kv.get(guard.key.clone(), None))
+                .request("get", Retry::Idempotent, |mut c| {
+                    let key = guard.key.clone();
+                    async move { c.kv.get(key, None).await }
+                })
                 .await?;
             if resp.kvs().first().map(|kv| kv.create_revision()) != Some(guard.create_revision) {
                 return Err(Error::NotLeader {
@@ -660,6 +698,133 @@ impl Txn {
             }
         }
         Err(Error::Conflict)
+    }
+
+    /// The commit request failed in a way that leaves its outcome unknown (the member
+    /// died or timed out after it may have been applied). Sending it blindly again could
+    /// apply it twice (a `put` not covered by a compare would succeed again), and calling
+    /// it a conflict would be a lie to callers that wait for the change a conflict
+    /// implies. So read back, at one revision and from whichever member answers, every
+    /// key it writes, and use that a transaction applies all its writes at one new
+    /// revision or none:
+    ///
+    /// - a written key this transaction read (or assumed, or created blindly) still
+    ///   has the `mod_revision` it was read at, or is still absent when it was absent
+    ///   and this writes it: not applied. [`Txn::commit`] sends it again (its compares
+    ///   decide, as for any commit).
+    /// - otherwise, every put key holds this transaction's value and lease, every
+    ///   deleted key and range is empty: applied. Committed, at the revision of the put
+    ///   keys (the read's revision when it only deletes).
+    /// - otherwise a key it read and writes was changed by another writer since:
+    ///   [`Error::Conflict`], as the compare on that key would now fail.
+    /// - otherwise (only blind puts, overwritten): unknown; the original error.
+    ///
+    /// # Guarantees
+    /// A commit is never applied twice, except when another writer deletes a key this
+    /// transaction created within the moment between the cut-off commit and the read
+    /// back (the key then looks never created, and is created again).
+    async fn resolve(&self, original: &Error) -> Resolution {
+        self.db.count_unknown_commit();
+        let mut ops: Vec<TxnOp> = self
+            .writes
+            .keys()
+            .map(|k| TxnOp::get(k.clone(), None))
+            .collect();
+        ops.extend(self.range_deletes.iter().map(|(start, end)| {
+            TxnOp::get(
+                start.clone(),
+                Some(GetOptions::new().with_range(end.clone()).with_count_only()),
+            )
+        }));
+        let read = EtcdTxn::new().and_then(ops);
+        let resp = match self
+            .db
+            .request("txn", Retry::Idempotent, |mut c| {
+                let read = read.clone();
+                async move { c.kv.txn(read).await }
+            })
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::warn!(error = %e, original = %original, "commit outcome unknown and cannot be read back");
+                return Resolution::Unknown;
+            }
+        };
+        let mut untouched = false;
+        let mut in_place = true;
+        let mut covered = false;
+        let mut revision = 0;
+        let writes = self
+            .writes
+            .iter()
+            .map(Some)
+            .chain(self.range_deletes.iter().map(|_| None));
+        for (write, op) in writes.zip(resp.op_responses()) {
+            let etcd_client::TxnOpResponse::Get(get) = op else {
+                return Resolution::Unknown;
+            };
+            let found = get.kvs().first();
+            let Some((key, write)) = write else {
+                in_place &= get.count() == 0;
+                continue;
+            };
+            if let Some((read_rev, _)) = self.reads.get(key) {
+                covered = true;
+                untouched |= match found {
+                    Some(kv) => *read_rev != 0 && kv.mod_revision() == *read_rev,
+                    None => *read_rev == 0 && matches!(write, Write::Put { .. }),
+                };
+            }
+            in_place &= match (write, found) {
+                (Write::Put { value, lease }, Some(kv)) => {
+                    revision = revision.max(kv.mod_revision());
+                    kv.value() == value.as_bytes() && kv.lease() == lease.unwrap_or(0)
+                }
+                (Write::Put { .. }, None) => false,
+                (Write::Delete, found) => found.is_none(),
+            };
+        }
+        if untouched {
+            Resolution::NotApplied
+        } else if in_place {
+            if revision == 0 {
+                revision = resp.header().map_or(0, |h| h.revision());
+            }
+            tracing::info!(error = %original, revision, "commit outcome was unknown; it was applied");
+            Resolution::Committed(revision)
+        } else if covered {
+            Resolution::Changed
+        } else {
+            Resolution::Unknown
+        }
+    }
+}
+
+/// Times a commit whose outcome was unknown, and found not applied, is sent.
+const MAX_RESENDS: u32 = 5;
+
+/// What reading back a commit cut off in flight showed.
+enum Resolution {
+    /// Applied, at this revision.
+    Committed(i64),
+    /// Not applied: safe to send again.
+    NotApplied,
+    /// Another writer changed a key it read and writes: a conflict.
+    Changed,
+    /// Cannot tell.
+    Unknown,
+}
+
+/// True when a commit may or may not have been applied: the member failed, or no
+/// answer came in time.
+fn outcome_unknown(e: &Error) -> bool {
+    match e {
+        Error::RequestFailed { source, .. } => {
+            crate::client::is_member_failure(source)
+                || matches!(source, etcd_client::Error::Internal(m) if m.starts_with("no answer within"))
+        }
+        _ => false,
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::client::Config;
+use crate::client::{Broken, Config, Retry};
 use crate::error::{Error, Result};
 use crate::path::{self, prefix_end};
 use crate::txn::ReadSet;
@@ -206,30 +206,52 @@ impl Config {
             let opts = WatchOptions::new()
                 .with_range(hi.clone())
                 .with_start_revision(from);
-            let mut client = self.client();
-            let stream = tokio::select! {
+            let conn = tokio::select! {
                 () = cancel.cancelled() => return Err(Error::Cancelled),
-                s = client.watch(lo.clone(), Some(opts)) => s,
+                c = self.conn() => c,
             };
-            if let Ok(mut stream) = stream {
-                backoff.reset();
-                loop {
-                    let msg = tokio::select! {
-                        () = cancel.cancelled() => return Err(Error::Cancelled),
-                        m = stream.message() => m,
-                    };
-                    let Ok(Some(resp)) = msg else { break };
-                    if resp.compact_revision() > 0 {
-                        return Ok(()); // history gone: something may have changed
-                    }
-                    for ev in resp.events() {
-                        if let Some(kv) = ev.kv() {
-                            from = from.max(kv.mod_revision() + 1);
-                            if covers(kv.key()) {
-                                return Ok(());
+            if let Ok(conn) = conn {
+                let mut client = conn.client.clone();
+                let stream = tokio::select! {
+                    () = cancel.cancelled() => return Err(Error::Cancelled),
+                    s = client.watch(lo.clone(), Some(opts)) => s,
+                };
+                match stream {
+                    Err(e) => self.recover(&conn, Broken::Error(&e)).await,
+                    Ok(mut stream) => loop {
+                        let msg = tokio::select! {
+                            () = cancel.cancelled() => return Err(Error::Cancelled),
+                            m = stream.message() => m,
+                        };
+                        let resp = match msg {
+                            Ok(Some(resp)) => resp,
+                            Ok(None) => {
+                                self.recover(&conn, Broken::Ended).await;
+                                break;
+                            }
+                            Err(e) => {
+                                self.recover(&conn, Broken::Error(&e)).await;
+                                break;
+                            }
+                        };
+                        if resp.compact_revision() > 0 {
+                            return Ok(()); // history gone: something may have changed
+                        }
+                        if resp.canceled() {
+                            self.recover(&conn, Broken::Cancelled(resp.cancel_reason()))
+                                .await;
+                            break;
+                        }
+                        backoff.reset();
+                        for ev in resp.events() {
+                            if let Some(kv) = ev.kv() {
+                                from = from.max(kv.mod_revision() + 1);
+                                if covers(kv.key()) {
+                                    return Ok(());
+                                }
                             }
                         }
-                    }
+                    },
                 }
             }
             tokio::select! {
@@ -289,9 +311,11 @@ impl Config {
             if let Some(r) = revision {
                 opts = opts.with_revision(r);
             }
-            let mut kv = self.kv();
             let resp = self
-                .request("list", kv.get(from.clone(), Some(opts)))
+                .request("list", Retry::Idempotent, |mut c| {
+                    let (from, opts) = (from.clone(), opts.clone());
+                    async move { c.kv.get(from, Some(opts)).await }
+                })
                 .await?;
             revision = revision.or(resp.header().map(|h| h.revision()));
             for item in resp.kvs() {
@@ -369,6 +393,15 @@ impl WatchTask {
         }
     }
 
+    /// Watch again from `from` after a pause, unless stopped meanwhile.
+    async fn resume(&self, from: i64, backoff: &mut Backoff) -> Step {
+        if self.pause(backoff).await {
+            Step::Watch(from)
+        } else {
+            Step::Stop
+        }
+    }
+
     async fn send(&self, ev: Vec<WatchEvent>) -> bool {
         tokio::select! {
             () = self.stop.cancelled() => false,
@@ -396,7 +429,19 @@ impl WatchTask {
             .with_range(self.end.clone())
             .with_start_revision(from)
             .with_progress_notify();
-        let mut client = self.db.client();
+        let conn = tokio::select! {
+            () = self.stop.cancelled() => return Step::Stop,
+            c = self.db.conn() => c,
+        };
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "watch: no etcd member to watch on, retrying");
+                self.db.count_watch_reconnect();
+                return self.resume(from, backoff).await;
+            }
+        };
+        let mut client = conn.client.clone();
         let stream = tokio::select! {
             () = self.stop.cancelled() => return Step::Stop,
             s = client.watch(self.start.clone(), Some(opts)) => s,
@@ -406,11 +451,8 @@ impl WatchTask {
             Err(e) => {
                 tracing::debug!(error = %e, "watch: cannot start, retrying");
                 self.db.count_watch_reconnect();
-                return if self.pause(backoff).await {
-                    Step::Watch(from)
-                } else {
-                    Step::Stop
-                };
+                self.db.recover(&conn, Broken::Error(&e)).await;
+                return self.resume(from, backoff).await;
             }
         };
         loop {
@@ -420,14 +462,17 @@ impl WatchTask {
             };
             let resp = match msg {
                 Ok(Some(resp)) => resp,
-                Ok(None) | Err(_) => {
+                Ok(None) => {
                     tracing::debug!(from, "watch: stream ended, resuming");
                     self.db.count_watch_reconnect();
-                    return if self.pause(backoff).await {
-                        Step::Watch(from)
-                    } else {
-                        Step::Stop
-                    };
+                    self.db.recover(&conn, Broken::Ended).await;
+                    return self.resume(from, backoff).await;
+                }
+                Err(e) => {
+                    tracing::debug!(from, error = %e, "watch: stream failed, resuming");
+                    self.db.count_watch_reconnect();
+                    self.db.recover(&conn, Broken::Error(&e)).await;
+                    return self.resume(from, backoff).await;
                 }
             };
             backoff.reset();
@@ -444,11 +489,10 @@ impl WatchTask {
                     reason = resp.cancel_reason(),
                     "watch: cancelled by etcd, resuming"
                 );
-                return if self.pause(backoff).await {
-                    Step::Watch(from)
-                } else {
-                    Step::Stop
-                };
+                self.db
+                    .recover(&conn, Broken::Cancelled(resp.cancel_reason()))
+                    .await;
+                return self.resume(from, backoff).await;
             }
             let mut next = from;
             if resp.events().is_empty() && !resp.created() {

@@ -18,11 +18,13 @@
 //! integration tests and benches (never in `#[cfg(test)]` unit tests, which would see a
 //! second copy of its types).
 
+mod cluster;
 pub mod fixtures;
 mod http;
 pub mod kube;
 mod tls;
 
+pub use cluster::EtcdCluster;
 pub use kube::KubeApi;
 
 use std::ffi::OsStr;
@@ -67,6 +69,9 @@ pub struct EtcdOptions {
     /// `--auto-compaction-retention` in etcd's default periodic mode, e.g. `"1s"` or
     /// `"5m"`; `"revision:N"` switches to revision mode and keeps the last N revisions.
     pub auto_compaction: Option<String>,
+    /// `--auth-token-ttl` in seconds (etcd's default is 300): how long an
+    /// authentication token stays valid while unused.
+    pub auth_token_ttl: Option<u32>,
 }
 
 /// The three loopback ports one etcd listens on.
@@ -113,6 +118,9 @@ pub struct EtcdServer {
     child: Mutex<Option<Child>>,
     /// Root's credentials once auth is enabled; `etcdctl` calls made by the harness use them.
     root_password: Option<String>,
+    /// `--name` and `--initial-cluster` (`None`: a cluster of this member alone).
+    name: String,
+    initial_cluster: Option<String>,
 }
 
 impl EtcdServer {
@@ -147,6 +155,8 @@ impl EtcdServer {
             ca_cert,
             child: Mutex::new(None),
             root_password: None,
+            name: "t".into(),
+            initial_cluster: None,
         };
         let mut attempt = 1;
         let child = loop {
@@ -381,22 +391,63 @@ impl EtcdServer {
     /// Runs etcd and waits until it is healthy. Fails with `AddrInUse` if etcd could not
     /// bind one of its ports.
     fn launch(&self) -> io::Result<Child> {
+        let (mut child, log_start) = self.spawn()?;
+        match self.wait_healthy(&mut child) {
+            Ok(()) => Ok(child),
+            Err(e) => Err(self.failed_start(&mut child, log_start, e)),
+        }
+    }
+
+    /// Kills a member that did not become healthy and says why, with the end of its log;
+    /// `AddrInUse` when it could not bind a port.
+    fn failed_start(&self, child: &mut Child, log_start: u64, e: io::Error) -> io::Error {
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = self.log_tail(log_start);
+        let kind = if log.contains("address already in use") {
+            io::ErrorKind::AddrInUse
+        } else {
+            e.kind()
+        };
+        io::Error::new(kind, format!("{e}; etcd's log ends:\n{log}"))
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://{HOST}:{}", self.ports.peer)
+    }
+
+    /// Runs etcd without waiting for it; returns the process and where this launch's
+    /// lines start in the log.
+    fn spawn(&self) -> io::Result<(Child, u64)> {
         let url = |port: u16| format!("http://{HOST}:{port}");
         let client_url = self.endpoint();
-        let peer_url = url(self.ports.peer);
+        let peer_url = self.peer_url();
+        let initial_cluster = self
+            .initial_cluster
+            .clone()
+            .unwrap_or_else(|| format!("{}={peer_url}", self.name));
         let mut cmd = Command::new("etcd");
-        cmd.arg("--name=t")
+        cmd.arg(format!("--name={}", self.name))
             .arg(flag("data-dir", self.data_dir().as_os_str()))
             .arg(format!("--listen-client-urls={client_url}"))
             .arg(format!("--advertise-client-urls={client_url}"))
             .arg(format!("--listen-peer-urls={peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=t={peer_url}"))
+            .arg(format!("--initial-cluster={initial_cluster}"))
             .arg(format!("--listen-metrics-urls={}", url(self.ports.metrics)))
+            .args(["--logger=zap", "--log-outputs=stderr", "--log-level=error"]);
+        if self.initial_cluster.is_some() {
+            // Members on one loaded machine: a leader is declared lost after 1 s of
+            // silence (etcd's default), new elections then take about as long.
+            cmd.args(["--heartbeat-interval=100", "--election-timeout=1000"]);
+        } else {
             // A lone member has no peer to lose contact with, so a short election
             // timeout only makes it elect itself sooner: 0.1 s instead of 1 s per start.
-            .args(["--heartbeat-interval=10", "--election-timeout=100"])
-            .args(["--logger=zap", "--log-outputs=stderr", "--log-level=error"]);
+            cmd.args(["--heartbeat-interval=10", "--election-timeout=100"]);
+        }
+        if let Some(ttl) = self.opts.auth_token_ttl {
+            cmd.arg(format!("--auth-token-ttl={ttl}"));
+        }
         if self.opts.tls {
             cmd.arg(flag(
                 "cert-file",
@@ -432,29 +483,13 @@ impl EtcdServer {
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        let mut child = cmd.spawn().map_err(|e| {
+        let child = cmd.spawn().map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot run etcd ({e}); scripts/setup.sh installs it"),
             )
         })?;
-        match self.wait_healthy(&mut child) {
-            Ok(()) => Ok(child),
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let log = self.log_tail(log_start);
-                let kind = if log.contains("address already in use") {
-                    io::ErrorKind::AddrInUse
-                } else {
-                    e.kind()
-                };
-                Err(io::Error::new(
-                    kind,
-                    format!("{e}; etcd's log ends:\n{log}"),
-                ))
-            }
-        }
+        Ok((child, log_start))
     }
 
     fn wait_healthy(&self, child: &mut Child) -> io::Result<()> {
@@ -673,6 +708,8 @@ mod tests {
             ca_cert: None,
             child: Mutex::new(None),
             root_password: None,
+            name: "t".into(),
+            initial_cluster: None,
         };
         let err = server
             .launch()

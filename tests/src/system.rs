@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::Signal;
 use sdp_config::Config;
-use sdp_testing::EtcdServer;
+use sdp_testing::{EtcdCluster, EtcdServer};
 
 use crate::binaries::{binary, repo_root};
 use crate::history::History;
@@ -57,6 +57,9 @@ pub struct Options {
     pub controller_env: Vec<(String, String)>,
     /// More environment for the deployer (e.g. `SDP_WORKLOAD_MAX_RESTARTS`).
     pub deployer_env: Vec<(String, String)>,
+    /// Members of the etcd: 1 is a lone server; more make a cluster, whose members
+    /// every process is given, the raft leader first (so the daemons talk to it).
+    pub etcd_members: usize,
 }
 
 impl Options {
@@ -69,6 +72,7 @@ impl Options {
             workflow_config_host: None,
             controller_env: Vec::new(),
             deployer_env: Vec::new(),
+            etcd_members: 1,
         }
     }
 }
@@ -86,8 +90,122 @@ pub struct System {
     logs: Mutex<Vec<PathBuf>>,
     opts: Options,
     /// Dropped after the processes (fields drop in order).
-    pub etcd: EtcdServer,
+    pub etcd: Etcd,
     dir: tempfile::TempDir,
+}
+
+/// The system's etcd: one server, or a cluster.
+pub enum Etcd {
+    /// A lone server.
+    One(Box<EtcdServer>),
+    /// A cluster, and the host list processes are given.
+    Cluster {
+        /// The members (behind a lock so that a test can kill one through `&System`).
+        cluster: Mutex<EtcdCluster>,
+        /// `SDP_CONFIG_HOST`: every member, the leader at start first.
+        hosts: String,
+        /// The member listed first (the one the daemons talk to at first).
+        first: usize,
+    },
+}
+
+impl Etcd {
+    fn start(members: usize) -> Result<Etcd> {
+        if members <= 1 {
+            return Ok(Etcd::One(Box::new(
+                EtcdServer::start().context("cannot start etcd")?,
+            )));
+        }
+        let cluster = EtcdCluster::start(members).context("cannot start an etcd cluster")?;
+        let first = cluster.leader()?;
+        let mut order: Vec<usize> = (0..cluster.len()).filter(|&i| i != first).collect();
+        order.insert(0, first);
+        let hosts = order
+            .iter()
+            .map(|&i| format!("{}:{}", cluster.member(i).host(), cluster.member(i).port()))
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(Etcd::Cluster {
+            cluster: Mutex::new(cluster),
+            hosts,
+            first,
+        })
+    }
+
+    /// The lone server's process ID (`None` for a cluster, or when it does not run).
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Etcd::One(server) => server.pid(),
+            Etcd::Cluster { .. } => None,
+        }
+    }
+
+    /// `SDP_CONFIG_*` pointing at this etcd (every member of a cluster).
+    pub fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Etcd::One(server) => server.env(),
+            Etcd::Cluster { cluster, hosts, .. } => {
+                let mut env = lock(cluster).env();
+                for (name, value) in &mut env {
+                    if name == "SDP_CONFIG_HOST" {
+                        value.clone_from(hosts);
+                    }
+                }
+                env
+            }
+        }
+    }
+
+    /// The library's connection settings for this etcd.
+    pub fn connection(&self) -> sdp_config::ConnectionSettings {
+        match self {
+            Etcd::One(server) => server.connection(),
+            Etcd::Cluster { cluster, hosts, .. } => sdp_config::ConnectionSettings {
+                host: hosts.clone(),
+                ..lock(cluster).connection()
+            },
+        }
+    }
+
+    /// The cluster member listed first, which the daemons use until it fails.
+    ///
+    /// # Errors
+    /// Not a cluster.
+    pub fn first_member(&self) -> Result<usize> {
+        match self {
+            Etcd::Cluster { first, .. } => Ok(*first),
+            Etcd::One(_) => bail!("not an etcd cluster"),
+        }
+    }
+
+    /// Kills cluster member `i` (SIGKILL).
+    ///
+    /// # Errors
+    /// Not a cluster.
+    pub fn kill_member(&self, i: usize) -> Result<()> {
+        match self {
+            Etcd::Cluster { cluster, .. } => {
+                lock(cluster).kill(i);
+                Ok(())
+            }
+            Etcd::One(_) => bail!("not an etcd cluster"),
+        }
+    }
+
+    /// Starts cluster member `i` again and waits until it is healthy.
+    ///
+    /// # Errors
+    /// Not a cluster, or the member does not come back.
+    pub fn restart_member(&self, i: usize) -> Result<()> {
+        match self {
+            Etcd::Cluster { cluster, .. } => Ok(lock(cluster).restart(i)?),
+            Etcd::One(_) => bail!("not an etcd cluster"),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How long a daemon may take to report itself ready.
@@ -106,7 +224,7 @@ impl System {
         for sub in ["logs", "render", "helm", "helm-home"] {
             std::fs::create_dir_all(dir.path().join(sub))?;
         }
-        let etcd = EtcdServer::start().context("cannot start etcd")?;
+        let etcd = Etcd::start(opts.etcd_members)?;
         let settings = etcd.connection();
         let db = Config::connect(&settings).await?;
         let history = History::start(&db)?;

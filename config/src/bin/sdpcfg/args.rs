@@ -98,8 +98,9 @@ prints bare values or keys, space-separated on one line.
 Put '--' before a value that starts with '-':  sdpcfg create /x -- -v
 
 Environment:
-  SDP_CONFIG_HOST      etcd host (default 127.0.0.1)
-  SDP_CONFIG_PORT      etcd client port (default 2379)
+  SDP_CONFIG_HOST      etcd host, or an etcd cluster's members as a comma-separated
+                       list of host or host:port (default 127.0.0.1)
+  SDP_CONFIG_PORT      etcd client port of hosts listed without one (default 2379)
   SDP_CONFIG_PROTOCOL  http or https (default http)
   SDP_CONFIG_CERT      with https: PEM file of the CA that signed etcd's certificate
                        (default: the system's trusted roots)
