@@ -10,7 +10,7 @@
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
-use crate::client::Config;
+use crate::client::{Config, Retry};
 use crate::error::{Error, Result};
 
 /// Attempts of a read-modify-write of the record before giving up.
@@ -143,9 +143,12 @@ impl Config {
     /// # Errors
     /// [`Error::RequestFailed`].
     pub async fn database_record(&self) -> Result<Option<(DatabaseRecord, i64)>> {
-        let mut kv = self.kv();
+        let key = self.database_key();
         let resp = self
-            .request("get", kv.get(self.database_key(), None))
+            .request("get", Retry::Idempotent, |mut c| {
+                let key = key.clone();
+                async move { c.kv.get(key, None).await }
+            })
             .await?;
         Ok(resp
             .kvs()
@@ -172,8 +175,14 @@ impl Config {
             let txn = Txn::new()
                 .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(key, record.to_text(), None)]);
-            let mut kv = self.kv();
-            let resp = self.request("txn", kv.txn(txn)).await?;
+            // Sent again after a member failure: the compare makes a repeat harmless
+            // (it fails, and the loop reads what is stored).
+            let resp = self
+                .request("txn", Retry::Idempotent, |mut c| {
+                    let txn = txn.clone();
+                    async move { c.kv.txn(txn).await }
+                })
+                .await?;
             if resp.succeeded() {
                 return Ok(record);
             }
@@ -203,8 +212,14 @@ impl Config {
                     revision,
                 )])
                 .and_then([TxnOp::put(key, record.to_text(), None)]);
-            let mut kv = self.kv();
-            let resp = self.request("txn", kv.txn(txn)).await?;
+            // Sent again after a member failure: the compare makes a repeat harmless
+            // (it fails, and the loop reads what is stored).
+            let resp = self
+                .request("txn", Retry::Idempotent, |mut c| {
+                    let txn = txn.clone();
+                    async move { c.kv.txn(txn).await }
+                })
+                .await?;
             if resp.succeeded() {
                 return Ok(Some(record));
             }

@@ -64,9 +64,11 @@ impl Config {
     /// A request failure.
     pub async fn lease_exists(&self, id: i64) -> Result<bool> {
         let answer = self
-            .request("lease time-to-live", Retry::Idempotent, |mut c| async move {
-                c.client.lease_time_to_live(id, None).await
-            })
+            .request(
+                "lease time-to-live",
+                Retry::Idempotent,
+                |mut c| async move { c.client.lease_time_to_live(id, None).await },
+            )
             .await;
         match answer {
             // etcd answers TTL -1 for a lease it does not know.

@@ -140,6 +140,20 @@ impl Etcd {
         }
     }
 
+    /// `SDP_CONFIG_PORT` of the processes (the port of a host listed without one; what
+    /// the controller hands on to workflows).
+    pub fn port(&self) -> u16 {
+        match self {
+            Etcd::One(server) => server.port(),
+            Etcd::Cluster { .. } => self
+                .env()
+                .into_iter()
+                .find(|(name, _)| name == "SDP_CONFIG_PORT")
+                .and_then(|(_, port)| port.parse().ok())
+                .unwrap_or(2379),
+        }
+    }
+
     /// `SDP_CONFIG_*` pointing at this etcd (every member of a cluster).
     pub fn env(&self) -> Vec<(String, String)> {
         match self {

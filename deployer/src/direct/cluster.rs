@@ -314,10 +314,9 @@ impl Cluster {
             .await?;
             for object in list {
                 let value = serde_json::to_value(&object).unwrap_or_default();
-                let (Some(id), Some(name)) = (
-                    manifest::owner(&value, marks),
-                    object.metadata.name.clone(),
-                ) else {
+                let (Some(id), Some(name)) =
+                    (manifest::owner(&value, marks), object.metadata.name.clone())
+                else {
                     continue;
                 };
                 owned.push((

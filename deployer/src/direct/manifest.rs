@@ -348,12 +348,18 @@ mod tests {
             config_prefix: config.into(),
         };
         assert!(is_ours(&spec.manifest, "d", &marks("p-", "")));
-        assert!(!is_ours(&spec.manifest, "d", &marks("", "")), "another prefix");
+        assert!(
+            !is_ours(&spec.manifest, "d", &marks("", "")),
+            "another prefix"
+        );
         assert!(
             !is_ours(&spec.manifest, "d", &marks("p-", "/tenant1")),
             "another configuration prefix"
         );
-        assert!(!is_ours(&spec.manifest, "e", &marks("p-", "")), "another deployment");
+        assert!(
+            !is_ours(&spec.manifest, "e", &marks("p-", "")),
+            "another deployment"
+        );
         // A deployer of configuration prefix /tenant1 marks its objects so that the
         // deployer of the empty prefix (same release-name prefix) leaves them alone.
         let kinds = Kinds::parse(DEFAULT_KINDS).unwrap();
@@ -367,7 +373,10 @@ mod tests {
         )
         .unwrap();
         assert!(is_ours(&tenant.manifest, "d", &marks("p-", "/tenant1")));
-        assert!(!is_ours(&tenant.manifest, "d", &marks("p-", "")), "the empty prefix's deployer");
+        assert!(
+            !is_ours(&tenant.manifest, "d", &marks("p-", "")),
+            "the empty prefix's deployer"
+        );
         // The namespace named explicitly is the same request.
         let mut b = a.clone();
         b["metadata"]["namespace"] = json!("sdp");
