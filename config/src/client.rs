@@ -193,14 +193,31 @@ impl Config {
                 stats: Stats::default(),
             }),
         };
+        // Each member in turn; again while one of them answers that the cluster has no
+        // leader (an election after a member died: seconds), until the timeout. When no
+        // member answers at all, fail at once.
+        let deadline = Instant::now() + config.inner.timeout;
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
         let mut last = None;
-        for member in 0..config.inner.members.len() {
-            config.inner.active.store(member, Ordering::Relaxed);
-            match config.probe(member).await {
-                Ok(()) => return Ok(config),
-                Err(e) if config.several() && e.member_failure => last = Some(e.error),
-                Err(e) => return Err(e.error),
+        loop {
+            let mut electing = false;
+            for member in 0..config.inner.members.len() {
+                config.inner.active.store(member, Ordering::Relaxed);
+                match config.probe(member).await {
+                    Ok(()) => return Ok(config),
+                    Err(e) if config.several() && e.member_failure => {
+                        electing |= waits_for_a_leader(&e.error);
+                        last = Some(e.error);
+                    }
+                    Err(e) => return Err(e.error),
+                }
             }
+            let delay = backoff.next_delay();
+            if !electing || Instant::now() + delay >= deadline {
+                break;
+            }
+            tracing::debug!(error = ?last, "etcd has no leader yet: trying its members again");
+            tokio::time::sleep(delay).await;
         }
         config.inner.active.store(0, Ordering::Relaxed);
         Err(match last {
@@ -542,6 +559,16 @@ struct ProbeError {
 
 fn describe_source(e: &etcd_client::Error) -> String {
     crate::error::describe(e)
+}
+
+/// True when a member answered that its cluster has no leader (or just changed it): the
+/// cluster lives and is electing one.
+fn waits_for_a_leader(e: &Error) -> bool {
+    let (Error::ConnectFailed { source, .. } | Error::RequestFailed { source, .. }) = e else {
+        return false;
+    };
+    matches!(source, etcd_client::Error::GRpcStatus(status)
+        if status.code() == tonic::Code::Unavailable && status.message().starts_with("etcdserver:"))
 }
 
 /// True when the error says the member (or the connection to it) failed, rather than

@@ -33,7 +33,10 @@ fn settings_starting_at(cluster: &EtcdCluster, first: usize) -> ConnectionSettin
         .join(",");
     ConnectionSettings {
         host: hosts,
-        timeout_secs: 5.0,
+        // The daemons' default. Requests wait for a new leader within it, and two
+        // surviving members on a loaded machine can take several seconds to elect one
+        // (each round 1-2 s, split votes repeat it): with 5 s, 1 run in 6 failed there.
+        timeout_secs: 10.0,
         ..cluster.connection()
     }
 }

@@ -156,12 +156,15 @@ pub(crate) async fn lead(db: &Config, term: Term, setup: &Setup, shutdown: &Canc
             ev = states.next() => {
                 let Some(ev) = ev else { break };
                 states_listed |= matches!(ev, WatchEvent::Listed { .. });
-                let (dirty, invalid) = {
+                let (dirty, changed, invalid) = {
                     let mut v = view.lock().unwrap_or_else(PoisonError::into_inner);
-                    (v.apply_states(ev), v.invalid_count())
+                    let changed = v.state_releases(&ev);
+                    (v.apply_states(ev), changed, v.invalid_count())
                 };
                 setup.metrics.invalid_keys.set(i64::try_from(invalid).unwrap_or(i64::MAX));
-                workload_dirty.mark(dirty.iter().cloned());
+                // Every state change, this deployer's own included: a release that just
+                // got its first state (INSTALLING) has a workload to report from then on.
+                workload_dirty.mark(changed);
                 queue.add_all(dirty);
             }
             joined = join(&mut resync_task), if resync_task.is_some() => {

@@ -177,6 +177,25 @@ impl View {
         dirty
     }
 
+    /// The releases whose state an event of the states watch changes (before it is
+    /// applied): what the workload writer must look at again, own writes included (their
+    /// events come after the view already holds them, so [`View::apply_states`] does not
+    /// name them).
+    pub(crate) fn state_releases(&self, event: &WatchEvent) -> BTreeSet<String> {
+        let ids: Vec<&str> = match event {
+            WatchEvent::Listed { entries, .. } => entries
+                .iter()
+                .filter_map(|e| Deployment::id_from_state_path(&e.path))
+                .chain(self.states.keys().map(String::as_str))
+                .collect(),
+            WatchEvent::Put(e) => Deployment::id_from_state_path(&e.path).into_iter().collect(),
+            WatchEvent::Deleted { path, .. } => {
+                Deployment::id_from_state_path(path).into_iter().collect()
+            }
+        };
+        ids.into_iter().map(|id| (self.release_of)(id)).collect()
+    }
+
     /// Apply an event of the states watch (`/deploy/`, level 1). Only states without an
     /// entry (to delete), or deleted while their entry exists (to report again), need a
     /// look; changes made by this deployer are already in the view.
@@ -410,6 +429,40 @@ mod tests {
         assert_eq!(
             v.snapshot("a").state("a").map(|s| s.value.as_str()),
             Some("new")
+        );
+    }
+
+    #[test]
+    fn every_state_change_names_its_release_for_the_workload_writer() {
+        let mut v = view();
+        v.apply_entries(WatchEvent::Put(entry("/deploy/a", "x", 1)));
+        // This deployer's own write, then its watch event: nothing for the reconciler,
+        // but the workload writer must look (the release now has a state to report in).
+        let own = Item {
+            value: "s".into(),
+            mod_revision: 2,
+        };
+        v.record_state("a", Some(own));
+        let put = WatchEvent::Put(entry("/deploy/a/state", "s", 2));
+        assert_eq!(v.state_releases(&put), ["a".to_string()].into());
+        assert!(v.apply_states(put).is_empty());
+        let deleted = WatchEvent::Deleted {
+            path: "/deploy/a/state".into(),
+            revision: 3,
+        };
+        assert_eq!(v.state_releases(&deleted), ["a".to_string()].into());
+        // A listing names the states it holds and those it drops.
+        let listed = WatchEvent::Listed {
+            revision: 4,
+            entries: vec![entry("/deploy/B/state", "s", 4)],
+        };
+        assert_eq!(
+            v.state_releases(&listed),
+            ["a".to_string(), "b".to_string()].into()
+        );
+        assert!(
+            v.state_releases(&WatchEvent::Put(entry("/deploy/a", "y", 5)))
+                .is_empty()
         );
     }
 }

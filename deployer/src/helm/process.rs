@@ -157,16 +157,19 @@ pub(crate) async fn run(
         cmd.env_remove(key);
     }
     die_with_parent(&mut cmd);
+    tracing::debug!(args = ?args.first(), "starting helm");
     let mut child = cmd.spawn().map_err(RunError::Spawn)?;
     let group = child
         .id()
         .and_then(|p| i32::try_from(p).ok())
         .map(Pid::from_raw);
+    tracing::debug!(pid = ?group, "helm started");
     let stdout = tokio::spawn(read_capped(child.stdout.take(), STDOUT_CAP, false));
     let stderr = tokio::spawn(read_capped(child.stderr.take(), STDERR_CAP, true));
     let outcome = tokio::select! {
         status = child.wait() => status.map_err(RunError::Wait),
         () = tokio::time::sleep(limits.timeout) => {
+            tracing::debug!(pid = ?group, "helm timed out: stopping it");
             stop(&mut child, group, limits.kill_grace).await;
             Err(RunError::TimedOut)
         }
@@ -175,6 +178,7 @@ pub(crate) async fn run(
             Err(RunError::Cancelled)
         }
     };
+    tracing::debug!(pid = ?group, ?outcome, "helm ended");
     let status = match outcome {
         Ok(status) => status,
         Err(e) => {

@@ -8,6 +8,11 @@
 //! taken belongs to a process that is gone (the kernel drops a dead process's locks,
 //! SIGKILL included) and is removed with what it holds; nothing else in the base is
 //! touched. At a normal exit the process removes its own directory.
+//!
+//! A directory is made under a `new-*` name and renamed to `run-*` only once its lock
+//! is held, so a deployer starting beside another never takes the other's directory,
+//! made but not yet locked, for a dead one's. A `new-*` directory holds no values; one
+//! left by a process killed while starting is removed once it is a minute old.
 
 use std::fs::{DirBuilder, File};
 use std::io::Write;
@@ -20,6 +25,10 @@ use super::HelmError;
 
 /// Start of the name of a process's directory.
 const RUN_PREFIX: &str = "run-";
+/// Start of the name of a directory being made (not locked yet).
+const NEW_PREFIX: &str = "new-";
+/// Age after which a `new-*` directory is a dead process's.
+const NEW_STALE: std::time::Duration = std::time::Duration::from_secs(60);
 /// The lock file in a process's directory.
 const LOCK: &str = "lock";
 
@@ -70,12 +79,26 @@ fn remove_leftovers(base: &Path) -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let is_run_dir = name.to_str().is_some_and(|n| n.starts_with(RUN_PREFIX))
-            && entry.file_type().is_ok_and(|t| t.is_dir());
-        if !is_run_dir {
+        let Some(name) = name.to_str() else { continue };
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
         let dir = entry.path();
+        if name.starts_with(NEW_PREFIX) {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > NEW_STALE);
+            if stale && std::fs::remove_dir_all(&dir).is_ok() {
+                removed += 1;
+            }
+            continue;
+        }
+        if !name.starts_with(RUN_PREFIX) {
+            continue;
+        }
         // No lock file: a process died while creating it (or it is not ours to judge):
         // the lock file comes first, so a directory without one holds no values.
         let Ok(lock) = File::open(dir.join(LOCK)) else {
@@ -108,18 +131,29 @@ impl ValuesDir {
         }
         let pid = std::process::id();
         let mut n = 0u32;
-        let dir = loop {
+        let (new, dir) = loop {
+            let new = base.join(format!("{NEW_PREFIX}{pid}-{n}"));
             let dir = base.join(format!("{RUN_PREFIX}{pid}-{n}"));
-            match DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => break dir,
+            if dir.exists() {
+                n += 1;
+                continue;
+            }
+            match DirBuilder::new().mode(0o700).create(&new) {
+                Ok(()) => break (new, dir),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
-                Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+                Err(e) => return Err(format!("cannot create {}: {e}", new.display())),
             }
         };
-        let lock = File::create(dir.join(LOCK))
+        let made = File::create(new.join(LOCK))
             .and_then(|f| f.try_lock().map(|()| f).map_err(std::io::Error::from))
-            .map_err(|e| format!("cannot lock {}: {e}", dir.display()))?;
-        Ok(ValuesDir { dir, _lock: lock })
+            .and_then(|lock| std::fs::rename(&new, &dir).map(|()| lock));
+        match made {
+            Ok(lock) => Ok(ValuesDir { dir, _lock: lock }),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&new);
+                Err(format!("cannot lock {}: {e}", new.display()))
+            }
+        }
     }
 
     /// The directory.
@@ -195,5 +229,23 @@ mod tests {
         assert!(kept.path().exists(), "a live process's files stay");
         assert!(base.path().join("other.json").exists());
         assert_ne!(second.path(), live.path());
+    }
+
+    #[test]
+    fn a_directory_being_made_is_left_alone_until_stale() {
+        let base = tempfile::tempdir().unwrap();
+        // Another process between making its directory and locking it.
+        let young = base.path().join("new-999998-0");
+        std::fs::create_dir(&young).unwrap();
+        std::fs::write(young.join(LOCK), "").unwrap();
+        let old = base.path().join("new-999997-0");
+        std::fs::create_dir(&old).unwrap();
+        let past = std::time::SystemTime::now() - 2 * NEW_STALE;
+        File::open(&old).unwrap().set_modified(past).unwrap();
+        let dir = ValuesDir::create(base.path()).unwrap();
+        assert!(young.exists(), "a directory being made is not a dead one's");
+        assert!(!old.exists(), "one a minute old is");
+        assert!(dir.path().file_name().unwrap().to_str().unwrap().starts_with(RUN_PREFIX));
+        assert!(dir.path().join(LOCK).exists());
     }
 }

@@ -155,8 +155,13 @@ impl Deployer {
     }
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        // The start (how the deployer came up) and the end (what it did last).
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
+        if lines.len() <= 120 {
+            return lines.join("\n");
+        }
+        let (head, tail) = (&lines[..40], &lines[lines.len() - 80..]);
+        format!("{}\n[…]\n{}", head.join("\n"), tail.join("\n"))
     }
     /// `GET path` on the health/metrics port: (status, body).
     pub fn http_get(&self, path: &str) -> Result<(u16, String)> {
