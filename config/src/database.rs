@@ -170,20 +170,9 @@ impl Config {
                 return Ok(record);
             }
             let record = DatabaseRecord::new(unlabelled_are_ours);
-            let key = self.database_key();
             // Absent, or present but unreadable (then replaced): compare on version 0.
-            let txn = Txn::new()
-                .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
-                .and_then([TxnOp::put(key, record.to_text(), None)]);
-            // Sent again after a member failure: the compare makes a repeat harmless
-            // (it fails, and the loop reads what is stored).
-            let resp = self
-                .request("txn", Retry::Idempotent, |mut c| {
-                    let txn = txn.clone();
-                    async move { c.kv.txn(txn).await }
-                })
-                .await?;
-            if resp.succeeded() {
+            let absent = Compare::version(self.database_key(), CompareOp::Equal, 0);
+            if self.put_record_if(absent, &record).await? {
                 return Ok(record);
             }
         }
@@ -204,27 +193,30 @@ impl Config {
                 return Ok(None);
             };
             change(&mut record);
-            let key = self.database_key();
-            let txn = Txn::new()
-                .when([Compare::mod_revision(
-                    key.clone(),
-                    CompareOp::Equal,
-                    revision,
-                )])
-                .and_then([TxnOp::put(key, record.to_text(), None)]);
-            // Sent again after a member failure: the compare makes a repeat harmless
-            // (it fails, and the loop reads what is stored).
-            let resp = self
-                .request("txn", Retry::Idempotent, |mut c| {
-                    let txn = txn.clone();
-                    async move { c.kv.txn(txn).await }
-                })
-                .await?;
-            if resp.succeeded() {
+            let unchanged = Compare::mod_revision(self.database_key(), CompareOp::Equal, revision);
+            if self.put_record_if(unchanged, &record).await? {
                 return Ok(Some(record));
             }
         }
         Err(Error::RetriesExhausted { attempts: ATTEMPTS })
+    }
+
+    /// Store `record` if `compare` holds; whether it was stored. Sent again after a
+    /// member failure: the compare makes a repeat harmless (it fails, and the callers
+    /// read what is stored).
+    async fn put_record_if(&self, compare: Compare, record: &DatabaseRecord) -> Result<bool> {
+        let txn = Txn::new().when([compare]).and_then([TxnOp::put(
+            self.database_key(),
+            record.to_text(),
+            None,
+        )]);
+        let resp = self
+            .request("txn", Retry::Idempotent, |mut c| {
+                let txn = txn.clone();
+                async move { c.kv.txn(txn).await }
+            })
+            .await?;
+        Ok(resp.succeeded())
     }
 }
 

@@ -35,7 +35,8 @@ fn settings_starting_at(cluster: &EtcdCluster, first: usize) -> ConnectionSettin
         host: hosts,
         // The daemons' default. Requests wait for a new leader within it, and two
         // surviving members on a loaded machine can take several seconds to elect one
-        // (each round 1-2 s, split votes repeat it): with 5 s, 1 run in 6 failed there.
+        // (each round 1-2 s, a split vote repeats it): with 5 s, one CI run saw 16
+        // creates fail because no member had a leader within the timeout.
         timeout_secs: 10.0,
         ..cluster.connection()
     }

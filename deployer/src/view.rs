@@ -188,7 +188,9 @@ impl View {
                 .filter_map(|e| Deployment::id_from_state_path(&e.path))
                 .chain(self.states.keys().map(String::as_str))
                 .collect(),
-            WatchEvent::Put(e) => Deployment::id_from_state_path(&e.path).into_iter().collect(),
+            WatchEvent::Put(e) => Deployment::id_from_state_path(&e.path)
+                .into_iter()
+                .collect(),
             WatchEvent::Deleted { path, .. } => {
                 Deployment::id_from_state_path(path).into_iter().collect()
             }

@@ -245,7 +245,14 @@ mod tests {
         let dir = ValuesDir::create(base.path()).unwrap();
         assert!(young.exists(), "a directory being made is not a dead one's");
         assert!(!old.exists(), "one a minute old is");
-        assert!(dir.path().file_name().unwrap().to_str().unwrap().starts_with(RUN_PREFIX));
+        assert!(
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(RUN_PREFIX)
+        );
         assert!(dir.path().join(LOCK).exists());
     }
 }
