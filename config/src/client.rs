@@ -94,6 +94,17 @@ pub(crate) enum Retry {
     Once,
 }
 
+/// What a message of a watch stream said, from [`Config::watch_message`].
+pub(crate) enum WatchMessage {
+    /// Events, a progress notification or the watch's creation.
+    Response(etcd_client::WatchResponse),
+    /// The start revision is compacted (at this revision): what happened in between is
+    /// lost; read the current state instead.
+    Compacted(i64),
+    /// The stream is gone and was recovered from: resume from the next revision.
+    Broken,
+}
+
 /// How a watch or keep-alive stream ended, for [`Config::recover`].
 pub(crate) enum Broken<'a> {
     /// The stream (or its opening) failed.
@@ -439,6 +450,43 @@ impl Config {
             }
             Broken::Ended => self.fail_over(conn.member, "stream ended"),
             _ => {}
+        }
+    }
+
+    /// Read one message of a watch stream: a response, a start revision compacted
+    /// away, or a stream that ended, failed or was cancelled, recovered from (new token,
+    /// next member) so that the caller resumes.
+    pub(crate) async fn watch_message(
+        &self,
+        conn: &Conn,
+        msg: std::result::Result<Option<etcd_client::WatchResponse>, etcd_client::Error>,
+    ) -> WatchMessage {
+        match msg {
+            // Before `canceled`: etcd cancels a watch whose start revision is compacted,
+            // and resuming from that revision would be cancelled again, for ever.
+            Ok(Some(resp)) if resp.compact_revision() > 0 => {
+                WatchMessage::Compacted(resp.compact_revision())
+            }
+            Ok(Some(resp)) if resp.canceled() => {
+                tracing::warn!(
+                    reason = resp.cancel_reason(),
+                    "watch cancelled by etcd; resuming"
+                );
+                self.recover(conn, Broken::Cancelled(resp.cancel_reason()))
+                    .await;
+                WatchMessage::Broken
+            }
+            Ok(Some(resp)) => WatchMessage::Response(resp),
+            Ok(None) => {
+                tracing::debug!("watch stream ended; resuming");
+                self.recover(conn, Broken::Ended).await;
+                WatchMessage::Broken
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "watch stream failed; resuming");
+                self.recover(conn, Broken::Error(&e)).await;
+                WatchMessage::Broken
+            }
         }
     }
 

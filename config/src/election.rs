@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::client::{Broken, Config, Retry};
+use crate::client::{Broken, Config, Retry, WatchMessage};
 use crate::error::{Error, Result};
 use crate::lease::Lease;
 use crate::txn::Guard;
@@ -231,30 +231,16 @@ impl Election {
                                     () = tx.closed() => return,
                                     m = stream.message() => m,
                                 };
-                                match m {
-                                    Ok(Some(resp)) if resp.canceled() => {
-                                        election
-                                            .db
-                                            .recover(&conn, Broken::Cancelled(resp.cancel_reason()))
-                                            .await;
-                                        break;
-                                    }
-                                    Ok(Some(resp)) if resp.compact_revision() == 0 => {
+                                match election.db.watch_message(&conn, m).await {
+                                    WatchMessage::Response(resp) => {
                                         if !resp.events().is_empty()
                                             && let Ok(value) = election.leader().await
                                         {
                                             publish(value);
                                         }
                                     }
-                                    Ok(Some(_)) => break,
-                                    Ok(None) => {
-                                        election.db.recover(&conn, Broken::Ended).await;
-                                        break;
-                                    }
-                                    Err(e) => {
-                                        election.db.recover(&conn, Broken::Error(&e)).await;
-                                        break;
-                                    }
+                                    // Read the leader again and watch from then.
+                                    WatchMessage::Compacted(_) | WatchMessage::Broken => break,
                                 }
                             }
                         }
@@ -349,40 +335,33 @@ async fn watch_leadership(
                         _ = lease_lost.wait_for(|l| *l) => { let _ = lost.send(true); return; }
                         m = stream.message() => m,
                     };
-                    let resp = match msg {
-                        Ok(Some(resp)) => resp,
-                        Ok(None) => {
-                            db.recover(&conn, Broken::Ended).await;
-                            break;
-                        }
-                        Err(e) => {
-                            db.recover(&conn, Broken::Error(&e)).await;
+                    let resp = match db.watch_message(&conn, msg).await {
+                        WatchMessage::Response(resp) => resp,
+                        WatchMessage::Broken => break,
+                        WatchMessage::Compacted(compacted) => {
+                            // Cannot tell what happened in between: check the key
+                            // directly; still ours, watch on from the oldest revision
+                            // etcd keeps (not from the compacted one, again and again).
+                            let read = db
+                                .request("get", Retry::Idempotent, |mut c| {
+                                    let key = key.clone();
+                                    async move { c.kv.get(key, None).await }
+                                })
+                                .await;
+                            match read {
+                                Ok(r)
+                                    if r.kvs().first().map(|k| k.create_revision())
+                                        != Some(rev) =>
+                                {
+                                    let _ = lost.send(true);
+                                    return;
+                                }
+                                Ok(_) => from = from.max(compacted),
+                                Err(_) => {}
+                            }
                             break;
                         }
                     };
-                    if resp.canceled() {
-                        db.recover(&conn, Broken::Cancelled(resp.cancel_reason()))
-                            .await;
-                        break;
-                    }
-                    if resp.compact_revision() > 0 {
-                        // Cannot tell what happened in between: check the key directly.
-                        let read = db
-                            .request("get", Retry::Idempotent, |mut c| {
-                                let key = key.clone();
-                                async move { c.kv.get(key, None).await }
-                            })
-                            .await;
-                        let gone = match read {
-                            Ok(r) => r.kvs().first().map(|k| k.create_revision()) != Some(rev),
-                            Err(_) => false,
-                        };
-                        if gone {
-                            let _ = lost.send(true);
-                            return;
-                        }
-                        break;
-                    }
                     for ev in resp.events() {
                         if let Some(kv) = ev.kv() {
                             from = from.max(kv.mod_revision() + 1);

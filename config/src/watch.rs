@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::client::{Broken, Config, Retry};
+use crate::client::{Broken, Config, Retry, WatchMessage};
 use crate::error::{Error, Result};
 use crate::path::{self, prefix_end};
 use crate::txn::ReadSet;
@@ -223,25 +223,12 @@ impl Config {
                             () = cancel.cancelled() => return Err(Error::Cancelled),
                             m = stream.message() => m,
                         };
-                        let resp = match msg {
-                            Ok(Some(resp)) => resp,
-                            Ok(None) => {
-                                self.recover(&conn, Broken::Ended).await;
-                                break;
-                            }
-                            Err(e) => {
-                                self.recover(&conn, Broken::Error(&e)).await;
-                                break;
-                            }
+                        let resp = match self.watch_message(&conn, msg).await {
+                            WatchMessage::Response(resp) => resp,
+                            // History gone: something may have changed.
+                            WatchMessage::Compacted(_) => return Ok(()),
+                            WatchMessage::Broken => break,
                         };
-                        if resp.compact_revision() > 0 {
-                            return Ok(()); // history gone: something may have changed
-                        }
-                        if resp.canceled() {
-                            self.recover(&conn, Broken::Cancelled(resp.cancel_reason()))
-                                .await;
-                            break;
-                        }
                         backoff.reset();
                         for ev in resp.events() {
                             if let Some(kv) = ev.kv() {
@@ -460,40 +447,18 @@ impl WatchTask {
                 () = self.stop.cancelled() => return Step::Stop,
                 m = stream.message() => m,
             };
-            let resp = match msg {
-                Ok(Some(resp)) => resp,
-                Ok(None) => {
-                    tracing::debug!(from, "watch: stream ended, resuming");
-                    self.db.count_watch_reconnect();
-                    self.db.recover(&conn, Broken::Ended).await;
-                    return self.resume(from, backoff).await;
+            let resp = match self.db.watch_message(&conn, msg).await {
+                WatchMessage::Response(resp) => resp,
+                WatchMessage::Compacted(compacted) => {
+                    tracing::info!(from, compacted, "watch: revision compacted, listing again");
+                    return Step::List;
                 }
-                Err(e) => {
-                    tracing::debug!(from, error = %e, "watch: stream failed, resuming");
+                WatchMessage::Broken => {
                     self.db.count_watch_reconnect();
-                    self.db.recover(&conn, Broken::Error(&e)).await;
                     return self.resume(from, backoff).await;
                 }
             };
             backoff.reset();
-            if resp.compact_revision() > 0 {
-                tracing::info!(
-                    from,
-                    compacted = resp.compact_revision(),
-                    "watch: revision compacted, listing again"
-                );
-                return Step::List;
-            }
-            if resp.canceled() {
-                tracing::warn!(
-                    reason = resp.cancel_reason(),
-                    "watch: cancelled by etcd, resuming"
-                );
-                self.db
-                    .recover(&conn, Broken::Cancelled(resp.cancel_reason()))
-                    .await;
-                return self.resume(from, backoff).await;
-            }
             let mut next = from;
             if resp.events().is_empty() && !resp.created() {
                 // A progress notification: everything up to the header revision is sent.

@@ -213,3 +213,35 @@ async fn observe_reports_no_leader_after_the_last_leader_resigns() -> Result<()>
         .context("observe() still reports the resigned leader")??;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leadership_watch_resumed_after_compaction_still_sees_the_key_deleted() -> Result<()> {
+    let mut etcd = EtcdServer::start()?;
+    let db = Config::connect(&etcd.connection()).await?;
+    let leadership = campaign(&db, "a").await?;
+    // History after the leader key, compacted away, then the watch's stream cut: it
+    // resumes from a revision etcd no longer has.
+    for i in 0..5 {
+        let path = format!("/filler/{i}");
+        db.transact(move |t| {
+            let path = path.clone();
+            Box::pin(async move { t.put(&path, "{}") })
+        })
+        .await?;
+    }
+    etcd.compact()?;
+    etcd.restart()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ensure!(!leadership.is_lost(), "leadership lost by a restart alone");
+    // The leader key deleted by hand (its lease lives on): only the watch can tell.
+    let mut raw = etcd_client::Client::connect([etcd.endpoint()], None).await?;
+    raw.delete(
+        "election/controller/",
+        Some(etcd_client::DeleteOptions::new().with_prefix()),
+    )
+    .await?;
+    tokio::time::timeout(TTL + MARGIN, leadership.lost())
+        .await
+        .context("the deleted leader key was never noticed (the resumed watch kept hitting the compacted revision)")?;
+    Ok(())
+}
