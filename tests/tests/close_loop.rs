@@ -144,7 +144,12 @@ async fn an_image_that_cannot_be_pulled_fails_the_block_and_a_retry_starts_it_ag
             serde_json::to_string_pretty(&dst)?
         );
 
-        // The operator fixes the image (here: the kubelet will pull it) and retries.
+        // The operator fixes the image (here: the kubelet will pull it) and retries. In a
+        // cluster the retry's `helm uninstall` deletes the failing pod; the stand-ins do
+        // not connect helm to pods, so the test deletes it, before the retry (after it,
+        // the deployer could report the old pod's failure again first).
+        let release = deploy_id.clone();
+        l.api.delete_object("Pod", l.system.namespace(), &release);
         let out = l.system.sdpcfg(&["retry", &deploy_id])?;
         ensure!(out.contains(&deploy_id), "sdpcfg retry said {out:?}");
         let st = l
